@@ -1,0 +1,59 @@
+using Microsoft.Extensions.Options;
+using MoeServe.Inference.Checkpoint;
+using MoeServe.Inference.Engine;
+using MoeServe.Inference.Model;
+using MoeServe.Inference.Tokenization;
+using TorchSharp;
+
+namespace MoeServe.Api.Hosting;
+
+/// <summary>
+/// Loads the checkpoint in the background so that /health can answer 503 meanwhile, then starts the
+/// engine. A checkpoint that cannot be served stops the process with one line naming the file and tensor.
+/// </summary>
+public sealed class ModelLoader(
+    IOptions<ModelOptions> modelOptions,
+    IOptions<EngineOptions> engineOptions,
+    ModelState state,
+    IEngineObserver observer,
+    IHostEnvironment environment,
+    IHostApplicationLifetime lifetime,
+    ILogger<ModelLoader> logger) : BackgroundService
+{
+    private InferenceEngine? _engine;
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.Run(() =>
+    {
+        var options = modelOptions.Value;
+        string dir = Path.GetFullPath(Path.Combine(environment.ContentRootPath, options.Path));
+        try
+        {
+            var dtype = options.ComputeDtype == "bfloat16" ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32;
+            var device = DeviceSelection.Resolve(options.Device);
+            var started = DateTime.UtcNow;
+            var model = MoeForCausalLM.Load(dir, dtype, device);
+            var tokenizer = ModelTokenizer.Load(dir, model.Config);
+            int context = Math.Min(options.MaxModelLen ?? model.Config.MaxPositionEmbeddings, model.Config.MaxPositionEmbeddings);
+            _engine = new InferenceEngine(model, tokenizer, engineOptions.Value, observer);
+            string id = options.ServedModelName ?? Path.GetFileName(dir.TrimEnd(Path.DirectorySeparatorChar));
+            state.SetReady(new ServedModel(id, _engine, tokenizer, context, DateTimeOffset.UtcNow.ToUnixTimeSeconds()));
+            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype}; chat template {Template}; loaded in {Seconds:F1}s",
+                id, model.Config.ModelType, model.Config.NumLayers, model.Config.NumExperts, model.Config.ExpertsPerToken, dir, device, dtype,
+                tokenizer.ChatTemplate.Name, (DateTime.UtcNow - started).TotalSeconds);
+        }
+        catch (Exception e) when (e is CheckpointException or ArgumentException or IOException or UnauthorizedAccessException)
+        {
+            string line = $"cannot serve model (Model:Path = {dir}): {e.Message}";
+            state.SetFailed(line);
+            Console.Error.WriteLine(line);
+            Environment.ExitCode = 1;
+            lifetime.StopApplication();
+        }
+    }, stoppingToken);
+
+    public override void Dispose()
+    {
+        _engine?.Dispose();
+        base.Dispose();
+    }
+}

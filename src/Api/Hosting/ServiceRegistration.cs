@@ -1,0 +1,67 @@
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Options;
+using MoeServe.Api.Endpoints;
+using MoeServe.Api.Metrics;
+using MoeServe.Api.OpenApi;
+using MoeServe.Inference.Engine;
+using Prometheus;
+
+namespace MoeServe.Api.Hosting;
+
+/// <summary>The only place (with Program.cs) that reads configuration: binds and validates every option at start.</summary>
+public static class ServiceRegistration
+{
+    public static WebApplicationBuilder AddMoeServe(this WebApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        AddValidatedOptions<ModelOptions>(builder, ModelOptions.Section);
+        AddValidatedOptions<EngineOptions>(builder, EngineOptions.Section);
+        AddValidatedOptions<RoutingOptions>(builder, RoutingOptions.Section);
+        AddValidatedOptions<ServerOptions>(builder, ServerOptions.Section);
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<ServerOptions>>((kestrel, server) =>
+            kestrel.Limits.MaxRequestBodySize = server.Value.MaxRequestBodyBytes);
+
+        services.ConfigureHttpJsonOptions(o => Json.Configure(o.SerializerOptions));
+        services.AddSingleton<ModelState>();
+        services.AddSingleton<MoeServeMetrics>();
+        services.AddSingleton<IEngineObserver>(sp => sp.GetRequiredService<MoeServeMetrics>());
+        services.AddHostedService<ModelLoader>();
+
+        services.AddEndpointsApiExplorer();
+        services.AddSwaggerGen(c =>
+        {
+            c.SwaggerDoc("v1", new Microsoft.OpenApi.OpenApiInfo
+            {
+                Title = "MoeServe",
+                Version = "v1",
+                Description = "OpenAI-compatible serving of Mixture-of-Experts models with capacity-aware routing policies.",
+            });
+            c.OperationFilter<RoutingHeadersOperationFilter>();
+            string xml = Path.Combine(AppContext.BaseDirectory, "MoeServe.Api.xml");
+            if (File.Exists(xml)) c.IncludeXmlComments(xml);
+        });
+        return builder;
+    }
+
+    private static void AddValidatedOptions<T>(WebApplicationBuilder builder, string section) where T : class
+    {
+        builder.Services.AddOptions<T>()
+            .Bind(builder.Configuration.GetSection(section), o => o.ErrorOnUnknownConfiguration = true)
+            .ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<T>>(new SectionValidator<T>(section));
+    }
+
+    public static WebApplication UseMoeServe(this WebApplication app)
+    {
+        app.UseMiddleware<ErrorHandlingMiddleware>();
+        app.UseSwagger();
+        app.UseSwaggerUI(c => c.DocumentTitle = "MoeServe API");
+        app.UseMiddleware<ApiKeyMiddleware>();
+        app.UseHttpMetrics();
+        app.MapOpenAiApi();
+        app.MapMetrics("/metrics");
+        app.MapFallback(() => new MoeServe.Api.OpenAi.OpenAiException(StatusCodes.Status404NotFound, "Unknown route.", "invalid_request_error", null, "not_found").ToResult())
+            .ExcludeFromDescription();
+        return app;
+    }
+}

@@ -1,0 +1,70 @@
+using MoeServe.Inference.Engine;
+using Prometheus;
+
+namespace MoeServe.Api.Metrics;
+
+/// <summary>
+/// The Prometheus metrics of the API contract. They observe the engine and the endpoints; nothing reads
+/// them back to make a decision. Label sets stay bounded (policy, layer x expert).
+/// </summary>
+public sealed class MoeServeMetrics : IEngineObserver
+{
+    private static readonly double[] LatencyBuckets = Histogram.ExponentialBuckets(0.001, 2, 18); // 1 ms .. ~131 s
+
+    private readonly Histogram _requestLatency = Prometheus.Metrics.CreateHistogram("moeserve_request_latency_seconds",
+        "End-to-end latency of completed requests.", new HistogramConfiguration { LabelNames = ["policy"], Buckets = LatencyBuckets });
+    private readonly Histogram _ttft = Prometheus.Metrics.CreateHistogram("moeserve_time_to_first_token_seconds",
+        "Time from arrival to the first generated token.", new HistogramConfiguration { LabelNames = ["policy"], Buckets = LatencyBuckets });
+    private readonly Histogram _interToken = Prometheus.Metrics.CreateHistogram("moeserve_inter_token_latency_seconds",
+        "Time between consecutive generated tokens of a sequence.", new HistogramConfiguration { Buckets = LatencyBuckets });
+    private readonly Histogram _queue = Prometheus.Metrics.CreateHistogram("moeserve_request_queue_seconds",
+        "Time a sequence waited before its first step.", new HistogramConfiguration { Buckets = LatencyBuckets });
+    private readonly Gauge _running = Prometheus.Metrics.CreateGauge("moeserve_requests_running", "Sequences in the engine's running batch.");
+    private readonly Gauge _waiting = Prometheus.Metrics.CreateGauge("moeserve_requests_waiting", "Sequences waiting for a slot.");
+    private readonly Counter _promptTokens = Prometheus.Metrics.CreateCounter("moeserve_prompt_tokens_total", "Prompt tokens processed.");
+    private readonly Counter _generationTokens = Prometheus.Metrics.CreateCounter("moeserve_generation_tokens_total", "Tokens generated.");
+    private readonly Counter _expertTokens = Prometheus.Metrics.CreateCounter("moeserve_expert_tokens_total",
+        "Token-expert pairs executed.", new CounterConfiguration { LabelNames = ["layer", "expert"] });
+    private readonly Histogram _batchTokens = Prometheus.Metrics.CreateHistogram("moeserve_batch_tokens",
+        "Tokens in an engine step's flat batch.", new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(1, 2, 14) });
+    private readonly Histogram _batchSequences = Prometheus.Metrics.CreateHistogram("moeserve_batch_sequences",
+        "Sequences in an engine step.", new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(1, 2, 12) });
+    private readonly Histogram _stepSeconds = Prometheus.Metrics.CreateHistogram("moeserve_step_seconds",
+        "Wall time of one engine step's forward pass.", new HistogramConfiguration { Buckets = LatencyBuckets });
+    private readonly Counter _requests = Prometheus.Metrics.CreateCounter("moeserve_requests_total",
+        "Finished sequences by finish reason.", new CounterConfiguration { LabelNames = ["finish_reason"] });
+
+    public void ObserveRequest(string policy, double seconds) => _requestLatency.WithLabels(policy).Observe(seconds);
+
+    public void OnStep(StepStats step)
+    {
+        _running.Set(step.Running);
+        _waiting.Set(step.Waiting);
+        _batchTokens.Observe(step.Tokens);
+        _batchSequences.Observe(step.Sequences);
+        _stepSeconds.Observe(step.Seconds);
+        for (int layer = 0; layer < step.ExpertLoads.Length; layer++)
+            for (int expert = 0; expert < step.ExpertLoads[layer].Length; expert++)
+                if (step.ExpertLoads[layer][expert] > 0)
+                    _expertTokens.WithLabels(layer.ToString(), expert.ToString()).Inc(step.ExpertLoads[layer][expert]);
+    }
+
+    public void OnFirstToken(string policy, double secondsSinceQueued) => _ttft.WithLabels(policy).Observe(secondsSinceQueued);
+
+    public void OnNextToken(double secondsSincePrevious) => _interToken.Observe(secondsSincePrevious);
+
+    public void OnSequenceFinished(SequenceStats stats)
+    {
+        _promptTokens.Inc(stats.PromptTokens);
+        _generationTokens.Inc(stats.CompletionTokens);
+        _queue.Observe(stats.QueueSeconds);
+        _requests.WithLabels(stats.FinishReason).Inc();
+    }
+
+    /// <summary>Gauges follow admissions and finishes too (an idle engine runs no steps).</summary>
+    public void OnQueueChanged(int running, int waiting)
+    {
+        _running.Set(running);
+        _waiting.Set(waiting);
+    }
+}

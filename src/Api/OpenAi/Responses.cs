@@ -1,0 +1,52 @@
+namespace MoeServe.Api.OpenAi;
+
+/// <summary>Token usage of a request.</summary>
+public sealed record UsageDto(int PromptTokens, int CompletionTokens, int TotalTokens);
+
+/// <summary>What routing was applied (extension, present on every completion response).</summary>
+/// <param name="Policy">The policy that routed this request's tokens.</param>
+/// <param name="CapacityFactor">The capacity factor used, or null when the policy enforces no capacity.</param>
+/// <param name="DroppedPairs">Token-expert pairs of this request dropped by capacity.</param>
+/// <param name="ReroutedPairs">Token-expert pairs of this request moved to another expert.</param>
+public sealed record MoeRoutingDto(string Policy, double? CapacityFactor, long DroppedPairs, long ReroutedPairs);
+
+/// <summary>One alternative token and its logprob (chat format).</summary>
+public sealed record TopLogprobDto(string Token, float Logprob, int[] Bytes);
+
+/// <summary>A generated token with its logprob and alternatives (chat format).</summary>
+public sealed record TokenLogprobDto(string Token, float Logprob, int[] Bytes, List<TopLogprobDto> TopLogprobs);
+
+public sealed record ChatLogprobsDto(List<TokenLogprobDto> Content);
+
+public sealed record ChatMessageResponseDto(string Role, string Content);
+
+public sealed record ChatChoiceDto(int Index, ChatMessageResponseDto Message, ChatLogprobsDto? Logprobs, string? FinishReason);
+
+/// <summary>A chat.completion object.</summary>
+public sealed record ChatCompletionResponse(string Id, string Object, long Created, string Model,
+    List<ChatChoiceDto> Choices, UsageDto Usage, MoeRoutingDto MoeRouting, string? SystemFingerprint = null);
+
+public sealed record ChatDeltaDto(string? Role, string? Content);
+
+public sealed record ChatChunkChoiceDto(int Index, ChatDeltaDto Delta, ChatLogprobsDto? Logprobs, string? FinishReason);
+
+/// <summary>A chat.completion.chunk object (one server-sent event).</summary>
+public sealed record ChatCompletionChunk(string Id, string Object, long Created, string Model,
+    List<ChatChunkChoiceDto> Choices, UsageDto? Usage, MoeRoutingDto? MoeRouting = null);
+
+/// <summary>Legacy completions logprobs: parallel lists per token.</summary>
+public sealed record CompletionLogprobsDto(List<string> Tokens, List<float?> TokenLogprobs,
+    List<Dictionary<string, float>?> TopLogprobs, List<int> TextOffset);
+
+public sealed record CompletionChoiceDto(int Index, string Text, CompletionLogprobsDto? Logprobs, string? FinishReason);
+
+/// <summary>A text_completion object (also each streamed chunk).</summary>
+public sealed record CompletionResponse(string Id, string Object, long Created, string Model,
+    List<CompletionChoiceDto> Choices, UsageDto? Usage, MoeRoutingDto? MoeRouting = null);
+
+public sealed record ModelDto(string Id, string Object, long Created, string OwnedBy);
+
+public sealed record ModelListDto(string Object, List<ModelDto> Data);
+
+/// <summary>GET /health answer.</summary>
+public sealed record HealthDto(string Status, string? Model, string? Error = null);

@@ -1,0 +1,21 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace MoeServe.Inference.Engine;
+
+/// <summary>Scheduler limits (configuration section "Engine").</summary>
+public sealed class EngineOptions
+{
+    public const string Section = "Engine";
+
+    /// <summary>Sequences decoding together in one step.</summary>
+    [Range(1, 4096)] public int MaxRunningSequences { get; set; } = 64;
+
+    /// <summary>Tokens (prefill chunks plus decode tokens) in one step's flat batch.</summary>
+    [Range(16, 1_000_000)] public int MaxBatchedTokens { get; set; } = 1024;
+
+    /// <summary>Requests waiting for a slot; one more is refused with 429.</summary>
+    [Range(0, 1_000_000)] public int MaxQueuedRequests { get; set; } = 256;
+
+    /// <summary>Intra-op threads of libtorch on the engine thread (0 = libtorch's default).</summary>
+    [Range(0, 1024)] public int TorchThreads { get; set; }
+}

@@ -1,0 +1,36 @@
+namespace MoeServe.Inference.Engine;
+
+/// <summary>What happened in one engine step, for metrics.</summary>
+/// <param name="Tokens">Tokens in the flat batch.</param>
+/// <param name="Sequences">Sequences in the batch.</param>
+/// <param name="ExpertLoads">Token-expert pairs executed, [layer][expert].</param>
+/// <param name="Seconds">Wall time of the forward pass.</param>
+public sealed record StepStats(int Tokens, int Sequences, long[][] ExpertLoads, double Seconds, int Running, int Waiting);
+
+/// <summary>A finished sequence's timings (seconds) and token counts, for metrics.</summary>
+public sealed record SequenceStats(string Policy, int PromptTokens, int CompletionTokens, double QueueSeconds, string FinishReason);
+
+/// <summary>
+/// Receives engine events. Implementations observe only (metrics); they never steer the engine, and
+/// they must be cheap: they run on the engine thread.
+/// </summary>
+public interface IEngineObserver
+{
+    void OnStep(StepStats step);
+    void OnFirstToken(string policy, double secondsSinceQueued);
+    void OnNextToken(double secondsSincePrevious);
+    void OnSequenceFinished(SequenceStats stats);
+    /// <summary>The running or waiting set changed (admission, finish, cancellation).</summary>
+    void OnQueueChanged(int running, int waiting);
+}
+
+/// <summary>An observer that records nothing (benchmarks, tools).</summary>
+public sealed class NullEngineObserver : IEngineObserver
+{
+    public static readonly NullEngineObserver Instance = new();
+    public void OnStep(StepStats step) { }
+    public void OnFirstToken(string policy, double secondsSinceQueued) { }
+    public void OnNextToken(double secondsSincePrevious) { }
+    public void OnSequenceFinished(SequenceStats stats) { }
+    public void OnQueueChanged(int running, int waiting) { }
+}

@@ -1,0 +1,209 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Threading.Channels;
+using MoeServe.Inference.Model;
+using MoeServe.Inference.Sampling;
+using MoeServe.Inference.Tokenization;
+using MoeServe.Routing;
+using TorchSharp;
+
+namespace MoeServe.Inference.Engine;
+
+/// <summary>
+/// The engine loop, on a thread of its own. Each step: schedule (which sequences, how many tokens),
+/// execute (one forward pass over the flat batch), update (sample, detokenise, stop, emit). Requests
+/// join at the next step and leave as soon as they finish or are cancelled.
+/// </summary>
+public sealed class InferenceEngine : IDisposable
+{
+    private readonly ModelRunner _runner;
+    private readonly ModelTokenizer _tokenizer;
+    private readonly EngineOptions _options;
+    private readonly IEngineObserver _observer;
+    private readonly Scheduler _scheduler;
+    private readonly ConcurrentQueue<Sequence> _incoming = new();
+    private readonly Dictionary<long, Sequence> _sequences = [];
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Thread _thread;
+    private long _nextId;
+    private int _queued; // requests accepted but not yet admitted by the engine thread (incoming + waiting)
+
+    public InferenceEngine(MoeForCausalLM model, ModelTokenizer tokenizer, EngineOptions options, IEngineObserver observer)
+    {
+        _runner = new ModelRunner(model);
+        _tokenizer = tokenizer;
+        _options = options;
+        _observer = observer;
+        _scheduler = new Scheduler(options);
+        _thread = new Thread(Loop) { IsBackground = true, Name = "moeserve-engine" };
+        _thread.Start();
+    }
+
+    public MoeForCausalLM Model => _runner.Model;
+    public ModelTokenizer Tokenizer => _tokenizer;
+    public int MaxContextTokens => Model.Config.MaxPositionEmbeddings;
+
+    /// <summary>Queues a sequence; events arrive on the returned reader until one carries a finish reason.</summary>
+    /// <exception cref="EngineOverloadedException">The queue is full.</exception>
+    public ChannelReader<SequenceEvent> Submit(GenerationRequest request, CancellationToken cancellation)
+    {
+        // Requests not yet started may fill the free running slots plus the waiting queue.
+        int freeSlots = Math.Max(0, _options.MaxRunningSequences - _scheduler.Running);
+        if (Interlocked.Increment(ref _queued) > _options.MaxQueuedRequests + freeSlots)
+        {
+            Interlocked.Decrement(ref _queued);
+            throw new EngineOverloadedException($"the server is at capacity ({_options.MaxQueuedRequests} requests waiting); retry later");
+        }
+        var channel = Channel.CreateUnbounded<SequenceEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var sequence = new Sequence(Interlocked.Increment(ref _nextId), request, new OutputProcessor(_tokenizer, request), channel);
+        // A client that goes away cancels its sequence; the engine frees it at the next step.
+        cancellation.Register(() => { sequence.CancelRequested = true; _wake.Release(); });
+        _incoming.Enqueue(sequence);
+        _wake.Release();
+        return channel.Reader;
+    }
+
+    private void Loop()
+    {
+        if (_options.TorchThreads > 0) torch.set_num_threads(_options.TorchThreads);
+        using var inference = torch.inference_mode();
+        while (!_stop.IsCancellationRequested)
+        {
+            AdmitIncoming();
+            DropCancelled();
+            var scheduled = _scheduler.Schedule();
+            if (scheduled.IsEmpty)
+            {
+                try { _wake.Wait(_stop.Token); } catch (OperationCanceledException) { break; }
+                continue;
+            }
+            Step(scheduled);
+        }
+        foreach (var s in _scheduler.All.ToList()) Finish(s, "cancelled");
+    }
+
+    private void AdmitIncoming()
+    {
+        bool any = false;
+        while (_incoming.TryDequeue(out var s))
+        {
+            _sequences[s.Id] = s;
+            _scheduler.Enqueue(s);
+            any = true;
+        }
+        if (any) _observer.OnQueueChanged(_scheduler.Running, _scheduler.Waiting);
+    }
+
+    private void DropCancelled()
+    {
+        foreach (var s in _scheduler.All.Where(s => s.CancelRequested).ToList()) Finish(s, "cancelled");
+    }
+
+    /// <summary>execute -> update for one scheduled batch.</summary>
+    private void Step(ScheduledBatch scheduled)
+    {
+        foreach (var (id, _) in scheduled.Sequences)
+        {
+            var s = _sequences[id];
+            if (s.StartedAt == 0)
+            {
+                s.StartedAt = Stopwatch.GetTimestamp();
+                Interlocked.Decrement(ref _queued);
+            }
+        }
+        long begin = Stopwatch.GetTimestamp();
+        StepLogits logits;
+        Dictionary<long, SequenceLogits> rows;
+        long[][] loads;
+        try
+        {
+            (logits, rows, loads) = _runner.Execute(scheduled, _sequences);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A failing step must not take the server down: fail the sequences it carried.
+            foreach (var (id, _) in scheduled.Sequences) Fail(_sequences[id], e);
+            return;
+        }
+        double seconds = Stopwatch.GetElapsedTime(begin).TotalSeconds;
+        foreach (var (id, count) in scheduled.Sequences) Update(_sequences[id], count, logits, rows);
+        _observer.OnStep(new StepStats(scheduled.TotalTokens, scheduled.Sequences.Count, loads, seconds, _scheduler.Running, _scheduler.Waiting));
+    }
+
+    private void Update(Sequence s, int tokensRun, StepLogits logits, Dictionary<long, SequenceLogits> rows)
+    {
+        bool wasPrefilling = s.IsPrefilling;
+        if (wasPrefilling)
+        {
+            if (s.Request.PromptLogprobs && rows.TryGetValue(s.Id, out var promptRows)) RecordPromptLogprobs(s, tokensRun, logits, promptRows);
+            s.PrefilledTokens += tokensRun;
+            if (s.IsPrefilling) return; // more prompt chunks to come
+        }
+        var row = rows[s.Id];
+        var token = s.Sampler.Sample(logits.Row(row.FirstRow + row.Rows - 1));
+        s.GeneratedIds.Add(token.TokenId);
+        long now = Stopwatch.GetTimestamp();
+        if (s.GeneratedIds.Count == 1) _observer.OnFirstToken(s.Request.Policy.ToWireName(), Stopwatch.GetElapsedTime(s.QueuedAt, now).TotalSeconds);
+        else _observer.OnNextToken(Stopwatch.GetElapsedTime(s.LastTokenAt, now).TotalSeconds);
+        s.LastTokenAt = now;
+
+        // The sequence can take one more token only if its next position still fits the model.
+        bool contextFull = s.TotalTokens >= MaxContextTokens;
+        var (delta, finish) = s.Output.Accept(token, contextFull);
+        s.Events.TryWrite(new SequenceEvent
+        {
+            Token = token,
+            TextDelta = delta,
+            FinishReason = finish,
+            PromptLogprobs = s.GeneratedIds.Count == 1 ? s.PromptLogprobs : null,
+            PromptTokens = s.Request.PromptIds.Length,
+            CompletionTokens = s.GeneratedIds.Count,
+        });
+        if (finish is not null) Finish(s, finish, eventSent: true);
+    }
+
+    private void RecordPromptLogprobs(Sequence s, int tokensRun, StepLogits logits, SequenceLogits rows)
+    {
+        s.PromptLogprobs ??= [new PromptTokenLogprob(s.Request.PromptIds[0], null, [])];
+        int top = s.Request.Sampling.TopLogprobs;
+        // Row i predicts prompt token PrefilledTokens + i + 1 (the last row predicts the first generated token).
+        for (int i = 0; i < tokensRun; i++)
+        {
+            int target = s.PrefilledTokens + i + 1;
+            if (target >= s.Request.PromptIds.Length) break;
+            var logprobs = Sampler.LogSoftmax(logits.Row(rows.FirstRow + i));
+            int id = s.Request.PromptIds[target];
+            s.PromptLogprobs.Add(new PromptTokenLogprob(id, logprobs[id], Sampler.TopLogprobs(logprobs, top)));
+        }
+    }
+
+    private void Fail(Sequence s, Exception error)
+    {
+        s.Events.TryWrite(new SequenceEvent { FinishReason = "error", PromptTokens = s.Request.PromptIds.Length, CompletionTokens = s.GeneratedIds.Count });
+        Finish(s, "error", eventSent: true, error);
+    }
+
+    private void Finish(Sequence s, string reason, bool eventSent = false, Exception? error = null)
+    {
+        _scheduler.Remove(s);
+        _sequences.Remove(s.Id);
+        if (s.StartedAt == 0) Interlocked.Decrement(ref _queued);
+        s.Cache?.Dispose();
+        s.Cache = null;
+        if (!eventSent) s.Events.TryWrite(new SequenceEvent { FinishReason = reason, PromptTokens = s.Request.PromptIds.Length, CompletionTokens = s.GeneratedIds.Count });
+        s.Events.TryComplete(error);
+        double queued = Stopwatch.GetElapsedTime(s.QueuedAt, s.StartedAt == 0 ? Stopwatch.GetTimestamp() : s.StartedAt).TotalSeconds;
+        _observer.OnSequenceFinished(new SequenceStats(s.Request.Policy.ToWireName(), s.Request.PromptIds.Length, s.GeneratedIds.Count, queued, reason));
+        _observer.OnQueueChanged(_scheduler.Running, _scheduler.Waiting);
+    }
+
+    public int RunningCount => _scheduler.Running;
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _thread.Join(TimeSpan.FromSeconds(30));
+        _wake.Dispose();
+    }
+}

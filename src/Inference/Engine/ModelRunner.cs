@@ -1,0 +1,59 @@
+using MoeServe.Inference.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoeServe.Inference.Engine;
+
+/// <summary>Rows of the step's logits that belong to one sequence, in token order.</summary>
+/// <param name="FirstRow">Index of the sequence's first row in the logits matrix.</param>
+/// <param name="Rows">How many rows: every new token's when prompt logprobs are wanted, else the last one.</param>
+public readonly record struct SequenceLogits(int FirstRow, int Rows);
+
+/// <summary>
+/// Owns the tensors of a step: builds the flat batch from the scheduler's decision, runs the model,
+/// and returns the logits rows each sequence needs. Holds no queues.
+/// </summary>
+public sealed class ModelRunner(MoeForCausalLM model)
+{
+    public MoeForCausalLM Model => model;
+
+    /// <returns>Logits [R, V] float32 (row-major) on the CPU, where each sequence's rows are, and the expert loads.</returns>
+    public (StepLogits Logits, Dictionary<long, SequenceLogits> Rows, long[][] ExpertLoads) Execute(
+        ScheduledBatch scheduled, IReadOnlyDictionary<long, Sequence> sequences)
+    {
+        var tokenIds = new long[scheduled.TotalTokens];
+        var slices = new List<SequenceSlice>(scheduled.Sequences.Count);
+        var logitRows = new List<long>();
+        var rows = new Dictionary<long, SequenceLogits>();
+        int start = 0;
+        foreach (var (id, count) in scheduled.Sequences)
+        {
+            var s = sequences[id];
+            s.Cache ??= model.NewCache();
+            if (s.IsPrefilling)
+                for (int i = 0; i < count; i++) tokenIds[start + i] = s.Request.PromptIds[s.PrefilledTokens + i];
+            else tokenIds[start] = s.LastToken;
+            slices.Add(new SequenceSlice(start, count, s.Cache));
+
+            bool finishesPrompt = !s.IsPrefilling || s.PrefilledTokens + count == s.Request.PromptIds.Length;
+            bool allRows = s.IsPrefilling && s.Request.PromptLogprobs;
+            if (allRows || finishesPrompt)
+            {
+                int first = allRows ? start : start + count - 1;
+                rows[id] = new SequenceLogits(logitRows.Count, start + count - first);
+                for (int r = first; r < start + count; r++) logitRows.Add(r);
+            }
+            start += count;
+        }
+        var batch = new ForwardBatch { TokenIds = tokenIds, Sequences = slices, LogitRows = logitRows.ToArray() };
+        using var scope = NewDisposeScope();
+        using var logits = model.Forward(batch); // [R, V]
+        return (new StepLogits(logits.data<float>().ToArray(), (int)logits.shape[1]), rows, batch.ExpertLoads!);
+    }
+}
+
+/// <summary>A step's logits copied to managed memory: [R, V] float32, row-major.</summary>
+public sealed record StepLogits(float[] Data, int Vocab)
+{
+    public ReadOnlySpan<float> Row(int row) => Data.AsSpan(row * Vocab, Vocab);
+}

@@ -1,0 +1,44 @@
+using MoeServe.Inference.Checkpoint;
+using MoeServe.Routing;
+using static TorchSharp.torch;
+
+namespace MoeServe.Inference.Model;
+
+/// <summary>Pre-norm transformer block: x + attn(norm(x)), then h + moe(norm(h)).</summary>
+public sealed class DecoderLayer : IDisposable
+{
+    public RmsNorm input_layernorm { get; }
+    public Attention self_attn { get; }
+    public RmsNorm post_attention_layernorm { get; }
+    public SparseMoeBlock moe { get; }
+
+    public DecoderLayer(ModelConfig config, int layer, WeightStore weights, ScalarType dtype, Device device)
+    {
+        string prefix = $"model.layers.{layer}";
+        long h = config.HiddenSize;
+        input_layernorm = new RmsNorm(weights.Load($"{prefix}.input_layernorm.weight", [h], dtype, device), config.RmsNormEps);
+        self_attn = new Attention(config, layer, $"{prefix}.self_attn", weights, dtype, device);
+        post_attention_layernorm = new RmsNorm(weights.Load($"{prefix}.post_attention_layernorm.weight", [h], dtype, device), config.RmsNormEps);
+        string moePrefix = config.ModelType == "mixtral" ? $"{prefix}.block_sparse_moe" : $"{prefix}.mlp";
+        moe = new SparseMoeBlock(config, moePrefix, weights, dtype, device);
+    }
+
+    /// <param name="x">[T, H] residual stream, compute dtype.</param>
+    /// <param name="positions">[T] int64.</param>
+    /// <returns>[T, H] the residual stream after this layer.</returns>
+    public Tensor Forward(Tensor x, Tensor positions, RotaryEmbedding rope, ForwardBatch batch, long[] expertLoad)
+    {
+        using var scope = NewDisposeScope();
+        var h = x + self_attn.Forward(input_layernorm.Forward(x), positions, rope, batch.Sequences);
+        var output = h + moe.Forward(post_attention_layernorm.Forward(h), batch.Policy, expertLoad);
+        return output.MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        input_layernorm.Dispose();
+        self_attn.Dispose();
+        post_attention_layernorm.Dispose();
+        moe.Dispose();
+    }
+}

@@ -1,0 +1,31 @@
+using MoeServe.Routing;
+
+namespace MoeServe.Inference.Model;
+
+/// <summary>
+/// One sequence's part of a flat batch: rows [Start, Start + Length) of the batch are its new tokens,
+/// at positions Cache.Length .. Cache.Length + Length - 1.
+/// </summary>
+public sealed record SequenceSlice(int Start, int Length, SequenceKvCache Cache);
+
+/// <summary>
+/// Everything one forward pass needs, passed explicitly (no global context): the flat token batch, which
+/// rows belong to which sequence, which rows need logits, and the routing policy.
+/// </summary>
+public sealed class ForwardBatch
+{
+    /// <summary>Token ids of every new token in the step, sequences one after another ([T]).</summary>
+    public required long[] TokenIds { get; init; }
+
+    /// <summary>Sequences in batch order; their slices tile [0, T).</summary>
+    public required IReadOnlyList<SequenceSlice> Sequences { get; init; }
+
+    /// <summary>Rows whose next-token logits are wanted (e.g. each sequence's last row).</summary>
+    public required long[] LogitRows { get; init; }
+
+    /// <summary>Routing policy for the step.</summary>
+    public RoutingPolicy Policy { get; init; } = RoutingPolicy.Vanilla;
+
+    /// <summary>Filled by the forward pass: token-expert pairs executed, [layer][expert].</summary>
+    public long[][]? ExpertLoads { get; set; }
+}

@@ -1,0 +1,91 @@
+using MoeServe.Inference.Checkpoint;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace MoeServe.Inference.Model;
+
+/// <summary>
+/// A decoder-only MoE language model (Mixtral or OLMoE) loaded from a Hugging Face checkpoint folder.
+/// Holds tensors only; queues and scheduling live in the engine.
+/// </summary>
+public sealed class MoeForCausalLM : IDisposable
+{
+    public ModelConfig Config { get; }
+    public ScalarType ComputeDtype { get; }
+    public Device Device { get; }
+
+    public Tensor embed_tokens { get; } // [V, H]
+    public DecoderLayer[] layers { get; }
+    public RmsNorm norm { get; }
+    public Tensor lm_head { get; }      // [V, H] (the embedding matrix when tied)
+
+    private readonly RotaryEmbedding _rope;
+
+    private MoeForCausalLM(ModelConfig config, WeightStore weights, ScalarType dtype, Device device)
+    {
+        Config = config;
+        ComputeDtype = dtype;
+        Device = device;
+        long v = config.VocabSize, h = config.HiddenSize;
+        embed_tokens = weights.Load("model.embed_tokens.weight", [v, h], dtype, device);
+        layers = new DecoderLayer[config.NumLayers];
+        for (int i = 0; i < layers.Length; i++) layers[i] = new DecoderLayer(config, i, weights, dtype, device);
+        norm = new RmsNorm(weights.Load("model.norm.weight", [h], dtype, device), config.RmsNormEps);
+        lm_head = config.TieWordEmbeddings && !weights.Contains("lm_head.weight")
+            ? embed_tokens.alias()
+            : weights.Load("lm_head.weight", [v, h], dtype, device);
+        _rope = new RotaryEmbedding(config.HeadDim, config.MaxPositionEmbeddings, config.RopeTheta, device);
+    }
+
+    /// <summary>Loads config.json and the weights of <paramref name="modelDir"/>.</summary>
+    /// <exception cref="CheckpointException">A file or tensor is missing or malformed; the message names it.</exception>
+    public static MoeForCausalLM Load(string modelDir, ScalarType computeDtype, Device device)
+    {
+        var config = ModelConfig.Load(modelDir);
+        using var weights = WeightStore.Open(modelDir);
+        using var noGrad = torch.no_grad();
+        return new MoeForCausalLM(config, weights, computeDtype, device);
+    }
+
+    public SequenceKvCache NewCache() =>
+        new(Config.NumLayers, Config.NumKvHeads, Config.HeadDim, ComputeDtype, Device);
+
+    /// <summary>Runs one engine step's flat batch through every layer, appending to each sequence's cache.</summary>
+    /// <returns>[R, V] float32 logits on the CPU, one row per entry of <see cref="ForwardBatch.LogitRows"/>.</returns>
+    public Tensor Forward(ForwardBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        long t = batch.TokenIds.Length;
+        var positionsHost = new long[t];
+        foreach (var s in batch.Sequences)
+        {
+            if (s.Cache.Length + s.Length > Config.MaxPositionEmbeddings)
+                throw new InvalidOperationException($"sequence of {s.Cache.Length + s.Length} tokens exceeds max_position_embeddings {Config.MaxPositionEmbeddings}");
+            s.Cache.Reserve(s.Cache.Length + s.Length);
+            for (int i = 0; i < s.Length; i++) positionsHost[s.Start + i] = s.Cache.Length + i;
+        }
+        var ids = torch.tensor(batch.TokenIds, device: Device);     // [T]
+        var positions = torch.tensor(positionsHost, device: Device); // [T]
+        var x = embed_tokens.index_select(0, ids);                   // [T, H]
+        var loads = new long[layers.Length][];
+        for (int i = 0; i < layers.Length; i++)
+        {
+            loads[i] = new long[Config.NumExperts];
+            x = layers[i].Forward(x, positions, _rope, batch, loads[i]);
+        }
+        foreach (var s in batch.Sequences) s.Cache.Advance(s.Length);
+        batch.ExpertLoads = loads;
+        var rows = norm.Forward(x.index_select(0, torch.tensor(batch.LogitRows, device: Device))); // [R, H]
+        return F.linear(rows, lm_head).to(ScalarType.Float32).cpu().MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        embed_tokens.Dispose();
+        foreach (var l in layers) l.Dispose();
+        norm.Dispose();
+        lm_head.Dispose();
+        _rope.Dispose();
+    }
+}

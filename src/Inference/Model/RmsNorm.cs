@@ -1,0 +1,23 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoeServe.Inference.Model;
+
+/// <summary>Root-mean-square layer norm as Hugging Face computes it: statistics in fp32, scale in the input dtype.</summary>
+public sealed class RmsNorm(Tensor weight, double eps) : IDisposable
+{
+    /// <summary>[N] learned scale, compute dtype.</summary>
+    public Tensor weight { get; } = weight;
+
+    /// <param name="x">[..., N] compute dtype.</param>
+    /// <returns>[..., N] compute dtype.</returns>
+    public Tensor Forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var x32 = x.to(ScalarType.Float32);
+        var normed = x32 * torch.rsqrt(x32.pow(2).mean([-1L], keepdim: true) + eps);
+        return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
+    }
+
+    public void Dispose() => weight.Dispose();
+}

@@ -1,0 +1,98 @@
+using MoeServe.Inference.Checkpoint;
+using MoeServe.Routing;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace MoeServe.Inference.Model;
+
+/// <summary>
+/// The sparse mixture-of-experts feed-forward block. The gate scores every token, the routing policy
+/// (a pure function in MoeServe.Routing) picks each token's experts and weights, and the experts run on
+/// their tokens only: pairs are sorted by expert, counted, and each expert processes one contiguous slice.
+/// </summary>
+/// <remarks>
+/// Dimension legend: T tokens in the flat batch, H hidden size, F expert FFN size, E experts, S routing
+/// slots per token, N = valid (token, expert) pairs.
+/// </remarks>
+public sealed class SparseMoeBlock : IDisposable
+{
+    /// <summary>[E, H] router weights (checkpoint key "gate").</summary>
+    public Tensor gate { get; }
+
+    private readonly Tensor[] _gateUp; // per expert [2F, H]: gate (w1) and up (w3) projections fused
+    private readonly Tensor[] _down;   // per expert [H, F] (w2)
+    private readonly GateSemantics _semantics;
+    private readonly int _ffn;
+
+    public SparseMoeBlock(ModelConfig config, string prefix, WeightStore weights, ScalarType dtype, Device device)
+    {
+        long h = config.HiddenSize, f = config.IntermediateSize;
+        _ffn = config.IntermediateSize;
+        _semantics = new GateSemantics(config.ExpertsPerToken, config.NumExperts, config.RenormalizeTopK);
+        gate = weights.Load($"{prefix}.gate.weight", [config.NumExperts, h], dtype, device);
+        // Mixtral names the expert matrices w1/w3/w2, OLMoE gate_proj/up_proj/down_proj.
+        bool mixtral = config.ModelType == "mixtral";
+        string gateName = mixtral ? "w1" : "gate_proj", upName = mixtral ? "w3" : "up_proj", downName = mixtral ? "w2" : "down_proj";
+        _gateUp = new Tensor[config.NumExperts];
+        _down = new Tensor[config.NumExperts];
+        for (int e = 0; e < config.NumExperts; e++)
+        {
+            using var g = weights.Load($"{prefix}.experts.{e}.{gateName}.weight", [f, h], dtype, device);
+            using var u = weights.Load($"{prefix}.experts.{e}.{upName}.weight", [f, h], dtype, device);
+            _gateUp[e] = torch.cat([g, u], dim: 0).DetachFromDisposeScope();
+            _down[e] = weights.Load($"{prefix}.experts.{e}.{downName}.weight", [h, f], dtype, device);
+        }
+    }
+
+    public GateSemantics Semantics => _semantics;
+
+    /// <param name="x">[T, H] normalised hidden states, compute dtype.</param>
+    /// <param name="policy">Routing policy for this step.</param>
+    /// <param name="expertLoad">Filled with the token-expert pairs each expert executed ([E]).</param>
+    /// <returns>[T, H] weighted sum of each token's expert outputs, compute dtype.</returns>
+    public Tensor Forward(Tensor x, RoutingPolicy policy, long[] expertLoad)
+    {
+        using var scope = NewDisposeScope();
+        long t = x.shape[0];
+        var probs = F.linear(x, gate).to(ScalarType.Float32).softmax(1); // [T, E] fp32 router maths
+        using var assignment = LayerRouter.Route(probs, _semantics, policy);
+        long slots = assignment.ExpertIds.shape[1];
+
+        var flatExperts = assignment.ExpertIds.reshape(-1);                                   // [T*S]
+        var flatWeights = assignment.Weights.reshape(-1);                                     // [T*S]
+        var flatTokens = torch.arange(t, ScalarType.Int64, x.device).repeat_interleave(slots); // [T*S]
+        var valid = flatExperts.ge(0).nonzero().squeeze(1);                                   // [N]
+        var experts = flatExperts.index_select(0, valid);
+        var order = experts.sort(dim: 0, descending: false, stable: true).Indices;
+        var sortedTokens = flatTokens.index_select(0, valid).index_select(0, order);          // [N]
+        var sortedWeights = flatWeights.index_select(0, valid).index_select(0, order);        // [N]
+        var counts = experts.bincount(null, _semantics.NumExperts).cpu().data<long>().ToArray(); // [E]
+
+        var inputs = x.index_select(0, sortedTokens); // [N, H]
+        var outputs = torch.empty_like(inputs);       // [N, H]
+        long offset = 0;
+        for (int e = 0; e < counts.Length; e++)
+        {
+            expertLoad[e] += counts[e];
+            if (counts[e] == 0) continue;
+            var slice = inputs.narrow(0, offset, counts[e]);
+            var gateUp = F.linear(slice, _gateUp[e]);                                    // [n, 2F]
+            var hidden = F.silu(gateUp.narrow(1, 0, _ffn)) * gateUp.narrow(1, _ffn, _ffn); // [n, F]
+            outputs.narrow(0, offset, counts[e]).copy_(F.linear(hidden, _down[e]));     // [n, H]
+            offset += counts[e];
+        }
+        // Hugging Face casts the routing weights to the hidden dtype before scaling.
+        outputs.mul_(sortedWeights.to(x.dtype).unsqueeze(1));
+        var result = torch.zeros([t, x.shape[1]], x.dtype, x.device);
+        result.index_add_(0, sortedTokens, outputs, 1.0);
+        return result.MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        gate.Dispose();
+        foreach (var w in _gateUp) w.Dispose();
+        foreach (var w in _down) w.Dispose();
+    }
+}

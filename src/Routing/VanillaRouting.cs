@@ -1,0 +1,29 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoeServe.Routing;
+
+/// <summary>Top-k routing with the checkpoint's own (Hugging Face) semantics.</summary>
+public static class VanillaRouting
+{
+    /// <summary>
+    /// Chooses the k most probable experts per token.
+    /// </summary>
+    /// <param name="probs">[T, E] float32 gate probabilities (softmax of the router logits).</param>
+    /// <param name="gate">k and the renormalisation rule.</param>
+    /// <returns>[T, k] int64 expert ids and [T, k] float32 native weights.</returns>
+    public static RoutingAssignment Route(Tensor probs, GateSemantics gate)
+    {
+        RequireProbabilities(probs, gate);
+        // torch.topk orders by value and, on ties, by lower index: the contract's tie rule.
+        var (values, ids) = probs.topk(gate.TopK, dim: 1, largest: true, sorted: true);
+        var weights = gate.RenormalizeTopK ? values / values.sum(1, keepdim: true) : values;
+        return new RoutingAssignment(ids, weights.contiguous());
+    }
+
+    internal static void RequireProbabilities(Tensor probs, GateSemantics gate)
+    {
+        if (probs.dtype != ScalarType.Float32 || probs.dim() != 2 || probs.shape[1] != gate.NumExperts)
+            throw new ArgumentException($"routing needs float32 [T, {gate.NumExperts}] probabilities, got {probs.dtype} [{string.Join(", ", probs.shape)}]");
+    }
+}
