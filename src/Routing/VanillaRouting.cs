@@ -15,8 +15,11 @@ public static class VanillaRouting
     public static RoutingAssignment Route(Tensor probs, GateSemantics gate)
     {
         RequireProbabilities(probs, gate);
-        // torch.topk orders by value and, on ties, by lower index: the contract's tie rule.
-        var (values, ids) = probs.topk(gate.TopK, dim: 1, largest: true, sorted: true);
+        // torch.topk leaves the order of equal values unspecified; a stable descending sort gives the
+        // contract's tie rule (higher p first, then lower expert id) on every backend.
+        var (sortedValues, sortedIds) = probs.sort(dim: 1, descending: true, stable: true);
+        var values = sortedValues.narrow(1, 0, gate.TopK);
+        var ids = sortedIds.narrow(1, 0, gate.TopK).contiguous();
         var weights = gate.RenormalizeTopK ? values / values.sum(1, keepdim: true) : values;
         return new RoutingAssignment(ids, weights.contiguous());
     }

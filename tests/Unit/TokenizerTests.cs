@@ -1,0 +1,74 @@
+using MoeServe.Inference.Checkpoint;
+using MoeServe.Inference.Engine;
+using MoeServe.Inference.Sampling;
+using MoeServe.Inference.Tokenization;
+
+namespace MoeServe.Unit.Tests;
+
+public class TokenizerTests
+{
+    private static readonly ModelTokenizer Tokenizer =
+        ModelTokenizer.Load(RepositoryPaths.DefaultModel, ModelConfig.Load(RepositoryPaths.DefaultModel));
+
+    [Theory]
+    [InlineData("Hello, world! The quick brown fox.")]
+    [InlineData("  leading spaces and\nnew lines\t tabs")]
+    [InlineData("unicode: héllo wörld ✓ 日本")]
+    public void Byte_level_bpe_round_trips_any_text(string text) =>
+        Assert.Equal(text, Tokenizer.Decode(Tokenizer.Encode(text, addBos: false)));
+
+    [Fact]
+    public void Special_tokens_in_text_map_to_their_ids()
+    {
+        int imStart = Tokenizer.SpecialTokens["<|im_start|>"];
+        var ids = Tokenizer.Encode("<|im_start|>user\nHi", addBos: false);
+        Assert.Equal(imStart, ids[0]);
+        Assert.Equal("user\nHi", Tokenizer.Decode(ids)); // specials are left out of decoded text
+    }
+
+    [Fact]
+    public void Merges_make_common_text_shorter_than_its_bytes()
+    {
+        const string text = "the the the and and";
+        Assert.True(Tokenizer.Encode(text, false).Length < text.Length);
+    }
+
+    [Fact]
+    public void The_default_model_uses_ChatML_and_stops_on_im_end() =>
+        Assert.Contains(Tokenizer.SpecialTokens["<|im_end|>"], Tokenizer.EosIds);
+
+    [Fact]
+    public void Stop_strings_are_cut_and_never_leak_into_the_stream()
+    {
+        var ids = Tokenizer.Encode("one two STOP three", false);
+        var output = new OutputProcessor(Tokenizer, new GenerationRequest
+        {
+            PromptIds = [1], Sampling = new SamplingParameters(), MaxTokens = 100, StopStrings = ["STOP"],
+        });
+        var streamed = new System.Text.StringBuilder();
+        string? finish = null;
+        foreach (var id in ids)
+        {
+            var (delta, reason) = output.Accept(new SampledToken(id, 0, []), contextFull: false);
+            streamed.Append(delta);
+            if ((finish = reason) is not null) break;
+        }
+        Assert.Equal("stop", finish);
+        Assert.Equal("one two ", streamed.ToString());
+    }
+
+    [Fact]
+    public void Max_tokens_finishes_with_length_and_releases_held_text()
+    {
+        var ids = Tokenizer.Encode("abc", false);
+        var output = new OutputProcessor(Tokenizer, new GenerationRequest
+        {
+            PromptIds = [1], Sampling = new SamplingParameters(), MaxTokens = ids.Length, StopStrings = ["zzzz"],
+        });
+        string text = "";
+        string? finish = null;
+        foreach (var id in ids) { var (d, f) = output.Accept(new SampledToken(id, 0, []), false); text += d; finish = f; }
+        Assert.Equal("length", finish);
+        Assert.Equal("abc", text);
+    }
+}
