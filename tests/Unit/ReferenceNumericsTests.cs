@@ -1,0 +1,127 @@
+using System.Text.Json;
+using MoeServe.Inference.Checkpoint;
+using MoeServe.Inference.Engine;
+using MoeServe.Inference.Model;
+using MoeServe.Inference.Sampling;
+using MoeServe.Inference.Tokenization;
+using TorchSharp;
+
+namespace MoeServe.Unit.Tests;
+
+/// <summary>
+/// The engine's greedy decoding and logprobs against an independent Python implementation of the Hugging
+/// Face semantics (scripts/reference/hf_reference.py), on checkpoints the server has never seen: random
+/// Mixtral weights in sharded BF16, random OLMoE weights in F32, and tied-embedding OLMoE in F16.
+/// </summary>
+public class ReferenceNumericsTests(Xunit.Abstractions.ITestOutputHelper output)
+{
+    private const double Tolerance = 2e-3;
+
+    public static TheoryData<string, int> Fixtures => new()
+    {
+        { "mixtral-tiny-bf16-sharded", 1024 },
+        { "olmoe-tiny-f32", 1024 },
+        { "olmoe-tiny-f16-tied", 1024 },
+        // A 16-token step budget splits the longer prompts into chunks: chunked prefill must not change a thing.
+        { "mixtral-tiny-bf16-sharded", 16 },
+        { "olmoe-tiny-f32", 16 },
+    };
+
+    private sealed record Case(int[] PromptIds, double?[] PromptLogprobs, int[] GreedyIds, double[] GreedyLogprobs, double[][][] GreedyTop5);
+
+    private static IReadOnlyList<Case> LoadCases(string dir)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
+        return doc.RootElement.GetProperty("cases").EnumerateArray().Select(c => new Case(
+            c.GetProperty("prompt_ids").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
+            c.GetProperty("prompt_logprobs").EnumerateArray().Select(x => x.ValueKind == JsonValueKind.Null ? (double?)null : x.GetDouble()).ToArray(),
+            c.GetProperty("greedy_ids").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
+            c.GetProperty("greedy_logprobs").EnumerateArray().Select(x => x.GetDouble()).ToArray(),
+            c.GetProperty("greedy_top5").EnumerateArray().Select(step => step.EnumerateArray()
+                .Select(pair => pair.EnumerateArray().Select(v => v.GetDouble()).ToArray()).ToArray()).ToArray()
+        )).ToList();
+    }
+
+    [Theory]
+    [MemberData(nameof(Fixtures))]
+    public async Task Greedy_tokens_and_logprobs_match_the_reference(string fixture, int maxBatchedTokens)
+    {
+        string dir = RepositoryPaths.Fixture(fixture);
+        using var model = MoeForCausalLM.Load(dir, torch.ScalarType.Float32, torch.CPU);
+        var tokenizer = ModelTokenizer.Load(dir, model.Config);
+        using var engine = new InferenceEngine(model, tokenizer,
+            new EngineOptions { MaxBatchedTokens = maxBatchedTokens, MaxRunningSequences = 8, MaxQueuedRequests = 16 }, NullEngineObserver.Instance);
+
+        var cases = LoadCases(dir);
+        // All cases run concurrently, so they also share engine steps (batched prefill and decode).
+        var runs = cases.Select(c => Collect(engine.Submit(new GenerationRequest
+        {
+            PromptIds = c.PromptIds,
+            Sampling = new SamplingParameters { Temperature = 0, TopLogprobs = 5 },
+            MaxTokens = c.GreedyIds.Length,
+            PromptLogprobs = true,
+        }, CancellationToken.None))).ToList();
+        var results = await Task.WhenAll(runs);
+
+        double worst = 0;
+        for (int i = 0; i < cases.Count; i++)
+        {
+            var (c, (tokens, prompt)) = (cases[i], results[i]);
+            // EOS ends generation early; the reference generated past it, so compare the common prefix.
+            Assert.Equal(c.GreedyIds.Take(tokens.Count), tokens.Select(t => t.TokenId));
+            Assert.True(tokens.Count == c.GreedyIds.Length || tokenizer.EosIds.Contains(tokens[^1].TokenId));
+            for (int s = 0; s < tokens.Count; s++)
+            {
+                worst = Math.Max(worst, Math.Abs(tokens[s].Logprob - c.GreedyLogprobs[s]));
+                Assert.Equal(c.GreedyTop5[s].Select(p => (int)p[0]), tokens[s].TopLogprobs.Select(t => t.TokenId));
+                for (int j = 0; j < 5; j++) worst = Math.Max(worst, Math.Abs(tokens[s].TopLogprobs[j].Logprob - c.GreedyTop5[s][j][1]));
+            }
+            Assert.NotNull(prompt);
+            Assert.Equal(c.PromptIds.Length, prompt!.Count);
+            Assert.Null(prompt[0].Logprob);
+            for (int p = 1; p < prompt.Count; p++) worst = Math.Max(worst, Math.Abs(prompt[p].Logprob!.Value - c.PromptLogprobs[p]!.Value));
+        }
+        output.WriteLine($"{fixture} (step budget {maxBatchedTokens}): largest logprob difference {worst:E2}");
+        Assert.True(worst < Tolerance, $"largest logprob difference {worst:E2} exceeds {Tolerance:E0}");
+    }
+
+    private static async Task<(List<SampledToken> Tokens, IReadOnlyList<PromptTokenLogprob>? Prompt)> Collect(System.Threading.Channels.ChannelReader<SequenceEvent> reader)
+    {
+        var tokens = new List<SampledToken>();
+        IReadOnlyList<PromptTokenLogprob>? prompt = null;
+        await foreach (var e in reader.ReadAllAsync())
+        {
+            if (e.Token is not null) tokens.Add(e.Token);
+            prompt ??= e.PromptLogprobs;
+            Assert.NotEqual("error", e.FinishReason);
+        }
+        return (tokens, prompt);
+    }
+
+    [Fact]
+    public void Bfloat16_compute_stays_close_to_the_fp32_reference()
+    {
+        string dir = RepositoryPaths.Fixture("olmoe-tiny-f32");
+        var c = LoadCases(dir)[1];
+        using var model = MoeForCausalLM.Load(dir, torch.ScalarType.BFloat16, torch.CPU);
+        using var scope = torch.NewDisposeScope();
+        using var cache = model.NewCache();
+        var batch = new ForwardBatch
+        {
+            TokenIds = c.PromptIds.Select(x => (long)x).ToArray(),
+            Sequences = [new SequenceSlice(0, c.PromptIds.Length, cache)],
+            LogitRows = Enumerable.Range(0, c.PromptIds.Length).Select(x => (long)x).ToArray(),
+        };
+        var logits = model.Forward(batch).data<float>().ToArray();
+        int vocab = model.Config.VocabSize;
+        double worst = 0;
+        for (int p = 1; p < c.PromptIds.Length; p++)
+        {
+            var lp = Sampler.LogSoftmax(logits.AsSpan((p - 1) * vocab, vocab));
+            worst = Math.Max(worst, Math.Abs(lp[c.PromptIds[p]] - c.PromptLogprobs[p]!.Value));
+        }
+        output.WriteLine($"bf16 compute: largest prompt logprob difference {worst:F4}");
+        // bf16 keeps 8 bits of mantissa: differences of a few hundredths are expected, not 1e-3.
+        Assert.True(worst < 0.25, $"bf16 prompt logprobs differ by up to {worst:F3}");
+    }
+}
