@@ -105,11 +105,13 @@ public class ReferenceNumericsTests(Xunit.Abstractions.ITestOutputHelper output)
         var c = LoadCases(dir)[1];
         using var model = MoeForCausalLM.Load(dir, torch.ScalarType.BFloat16, torch.CPU);
         using var scope = torch.NewDisposeScope();
-        using var cache = model.NewCache();
+        using var cache = model.NewCache(blocks: 1 + (c.PromptIds.Length + 15) / 16, blockSize: 16);
+        var blocks = Enumerable.Range(1, cache.Blocks - 1).ToList();
         var batch = new ForwardBatch
         {
             TokenIds = c.PromptIds.Select(x => (long)x).ToArray(),
-            Sequences = [new SequenceSlice(0, c.PromptIds.Length, cache)],
+            Sequences = [new SequenceSlice(0, c.PromptIds.Length, 0, cache.Slots(blocks, c.PromptIds.Length))],
+            Cache = cache,
             LogitRows = Enumerable.Range(0, c.PromptIds.Length).Select(x => (long)x).ToArray(),
         };
         var logits = model.Forward(batch).data<float>().ToArray();

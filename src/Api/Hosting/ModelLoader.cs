@@ -33,8 +33,8 @@ public sealed class ModelLoader(
             var started = DateTime.UtcNow;
             var model = MoeForCausalLM.Load(dir, dtype, device);
             var tokenizer = ModelTokenizer.Load(dir, model.Config);
-            int context = Math.Min(options.MaxModelLen ?? model.Config.MaxPositionEmbeddings, model.Config.MaxPositionEmbeddings);
-            _engine = new InferenceEngine(model, tokenizer, engineOptions.Value, observer);
+            _engine = new InferenceEngine(model, tokenizer, engineOptions.Value, observer, options.MaxModelLen);
+            int context = _engine.MaxContextTokens;
             string id = options.ServedModelName ?? Path.GetFileName(dir.TrimEnd(Path.DirectorySeparatorChar));
             state.SetReady(new ServedModel(id, _engine, tokenizer, context, DateTimeOffset.UtcNow.ToUnixTimeSeconds()));
             logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype}; chat template {Template}; loaded in {Seconds:F1}s",

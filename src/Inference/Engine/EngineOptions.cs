@@ -16,6 +16,12 @@ public sealed class EngineOptions
     /// <summary>Requests waiting for a slot; one more is refused with 429.</summary>
     [Range(0, 1_000_000)] public int MaxQueuedRequests { get; set; } = 256;
 
+    /// <summary>Key/value cache budget in tokens, over all sequences (memory: tokens x layers x 2 x kv heads x head dim x dtype size).</summary>
+    [Range(1, 100_000_000)] public int KvCacheTokens { get; set; } = 65536;
+
+    /// <summary>Tokens per key/value cache block.</summary>
+    [Range(1, 1024)] public int KvBlockSize { get; set; } = 16;
+
     /// <summary>Intra-op threads of libtorch on the engine thread (0 = libtorch's default).</summary>
     [Range(0, 1024)] public int TorchThreads { get; set; }
 }

@@ -29,20 +29,26 @@ public sealed class InferenceEngine : IDisposable
     private long _nextId;
     private int _queued; // requests accepted but not yet admitted by the engine thread (incoming + waiting)
 
-    public InferenceEngine(MoeForCausalLM model, ModelTokenizer tokenizer, EngineOptions options, IEngineObserver observer)
+    /// <param name="maxContextTokens">Longest sequence (prompt plus generated) served; at most the model's max_position_embeddings.</param>
+    /// <exception cref="ArgumentException">The cache budget cannot hold one sequence of the full context.</exception>
+    public InferenceEngine(MoeForCausalLM model, ModelTokenizer tokenizer, EngineOptions options, IEngineObserver observer, int? maxContextTokens = null)
     {
-        _runner = new ModelRunner(model);
+        MaxContextTokens = Math.Min(maxContextTokens ?? model.Config.MaxPositionEmbeddings, model.Config.MaxPositionEmbeddings);
+        var allocator = new BlockAllocator(1 + (options.KvCacheTokens + options.KvBlockSize - 1) / options.KvBlockSize, options.KvBlockSize);
+        if (allocator.BlocksFor(MaxContextTokens + 1) > allocator.FreeBlocks)
+            throw new ArgumentException($"Engine:KvCacheTokens ({options.KvCacheTokens}) must hold at least one sequence of the full context ({MaxContextTokens} tokens)");
+        _runner = new ModelRunner(model, model.NewCache(allocator.FreeBlocks + 1, options.KvBlockSize));
         _tokenizer = tokenizer;
         _options = options;
         _observer = observer;
-        _scheduler = new Scheduler(options);
+        _scheduler = new Scheduler(options, allocator);
         _thread = new Thread(Loop) { IsBackground = true, Name = "moeserve-engine" };
         _thread.Start();
     }
 
     public MoeForCausalLM Model => _runner.Model;
     public ModelTokenizer Tokenizer => _tokenizer;
-    public int MaxContextTokens => Model.Config.MaxPositionEmbeddings;
+    public int MaxContextTokens { get; }
 
     /// <summary>Queues a sequence; events arrive on the returned reader until one carries a finish reason.</summary>
     /// <exception cref="EngineOverloadedException">The queue is full.</exception>
@@ -133,32 +139,30 @@ public sealed class InferenceEngine : IDisposable
 
     private void Update(Sequence s, int tokensRun, StepLogits logits, Dictionary<long, SequenceLogits> rows)
     {
-        bool wasPrefilling = s.IsPrefilling;
-        if (wasPrefilling)
-        {
-            if (s.Request.PromptLogprobs && rows.TryGetValue(s.Id, out var promptRows)) RecordPromptLogprobs(s, tokensRun, logits, promptRows);
-            s.PrefilledTokens += tokensRun;
-            if (s.IsPrefilling) return; // more prompt chunks to come
-        }
-        var row = rows[s.Id];
+        rows.TryGetValue(s.Id, out var row);
+        if (s.WantsPromptLogprobs && s.ComputedTokens < s.PromptLength) RecordPromptLogprobs(s, tokensRun, logits, row);
+        s.ComputedTokens += tokensRun;
+        if (s.Uncomputed > 0) return; // more prompt chunks to come
+        s.PromptLogprobsDone = true;
+
         var token = s.Sampler.Sample(logits.Row(row.FirstRow + row.Rows - 1));
-        s.GeneratedIds.Add(token.TokenId);
+        s.Tokens.Add(token.TokenId);
         long now = Stopwatch.GetTimestamp();
-        if (s.GeneratedIds.Count == 1) _observer.OnFirstToken(s.Request.Policy.ToWireName(), Stopwatch.GetElapsedTime(s.QueuedAt, now).TotalSeconds);
+        if (s.Generated == 1) _observer.OnFirstToken(s.Request.Policy.ToWireName(), Stopwatch.GetElapsedTime(s.QueuedAt, now).TotalSeconds);
         else _observer.OnNextToken(Stopwatch.GetElapsedTime(s.LastTokenAt, now).TotalSeconds);
         s.LastTokenAt = now;
 
-        // The sequence can take one more token only if its next position still fits the model.
-        bool contextFull = s.TotalTokens >= MaxContextTokens;
+        // The sequence (prompt plus generated) may not outgrow the context.
+        bool contextFull = s.Tokens.Count >= MaxContextTokens;
         var (delta, finish) = s.Output.Accept(token, contextFull);
         s.Events.TryWrite(new SequenceEvent
         {
             Token = token,
             TextDelta = delta,
             FinishReason = finish,
-            PromptLogprobs = s.GeneratedIds.Count == 1 ? s.PromptLogprobs : null,
-            PromptTokens = s.Request.PromptIds.Length,
-            CompletionTokens = s.GeneratedIds.Count,
+            PromptLogprobs = s.Generated == 1 ? s.PromptLogprobs : null,
+            PromptTokens = s.PromptLength,
+            CompletionTokens = s.Generated,
         });
         if (finish is not null) Finish(s, finish, eventSent: true);
     }
@@ -167,11 +171,11 @@ public sealed class InferenceEngine : IDisposable
     {
         s.PromptLogprobs ??= [new PromptTokenLogprob(s.Request.PromptIds[0], null, [])];
         int top = s.Request.Sampling.TopLogprobs;
-        // Row i predicts prompt token PrefilledTokens + i + 1 (the last row predicts the first generated token).
+        // Row i predicts token ComputedTokens + i + 1; only prompt tokens are recorded here.
         for (int i = 0; i < tokensRun; i++)
         {
-            int target = s.PrefilledTokens + i + 1;
-            if (target >= s.Request.PromptIds.Length) break;
+            int target = s.ComputedTokens + i + 1;
+            if (target >= s.PromptLength) break;
             var logprobs = Sampler.LogSoftmax(logits.Row(rows.FirstRow + i));
             int id = s.Request.PromptIds[target];
             s.PromptLogprobs.Add(new PromptTokenLogprob(id, logprobs[id], Sampler.TopLogprobs(logprobs, top)));
@@ -180,7 +184,7 @@ public sealed class InferenceEngine : IDisposable
 
     private void Fail(Sequence s, Exception error)
     {
-        s.Events.TryWrite(new SequenceEvent { FinishReason = "error", PromptTokens = s.Request.PromptIds.Length, CompletionTokens = s.GeneratedIds.Count });
+        s.Events.TryWrite(new SequenceEvent { FinishReason = "error", PromptTokens = s.PromptLength, CompletionTokens = s.Generated });
         Finish(s, "error", eventSent: true, error);
     }
 
@@ -189,21 +193,23 @@ public sealed class InferenceEngine : IDisposable
         _scheduler.Remove(s);
         _sequences.Remove(s.Id);
         if (s.StartedAt == 0) Interlocked.Decrement(ref _queued);
-        s.Cache?.Dispose();
-        s.Cache = null;
-        if (!eventSent) s.Events.TryWrite(new SequenceEvent { FinishReason = reason, PromptTokens = s.Request.PromptIds.Length, CompletionTokens = s.GeneratedIds.Count });
+        if (!eventSent) s.Events.TryWrite(new SequenceEvent { FinishReason = reason, PromptTokens = s.PromptLength, CompletionTokens = s.Generated });
         s.Events.TryComplete(error);
         double queued = Stopwatch.GetElapsedTime(s.QueuedAt, s.StartedAt == 0 ? Stopwatch.GetTimestamp() : s.StartedAt).TotalSeconds;
-        _observer.OnSequenceFinished(new SequenceStats(s.Request.Policy.ToWireName(), s.Request.PromptIds.Length, s.GeneratedIds.Count, queued, reason));
+        _observer.OnSequenceFinished(new SequenceStats(s.Request.Policy.ToWireName(), s.PromptLength, s.Generated, queued, reason));
         _observer.OnQueueChanged(_scheduler.Running, _scheduler.Waiting);
     }
 
     public int RunningCount => _scheduler.Running;
+
+    /// <summary>Sequences evicted from the cache so far to make room for others (recomputed later).</summary>
+    public long Preemptions => _scheduler.Preemptions;
 
     public void Dispose()
     {
         _stop.Cancel();
         _thread.Join(TimeSpan.FromSeconds(30));
         _wake.Dispose();
+        _runner.Cache.Dispose();
     }
 }

@@ -1,5 +1,4 @@
 using MoeServe.Inference.Model;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace MoeServe.Inference.Engine;
@@ -10,12 +9,13 @@ namespace MoeServe.Inference.Engine;
 public readonly record struct SequenceLogits(int FirstRow, int Rows);
 
 /// <summary>
-/// Owns the tensors of a step: builds the flat batch from the scheduler's decision, runs the model,
-/// and returns the logits rows each sequence needs. Holds no queues.
+/// Owns the tensors of a step: the paged cache, the flat batch built from the scheduler's decision, the
+/// model call, and the logits rows each sequence needs. Holds no queues.
 /// </summary>
-public sealed class ModelRunner(MoeForCausalLM model)
+public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache)
 {
     public MoeForCausalLM Model => model;
+    public PagedKvCache Cache => cache;
 
     /// <returns>Logits [R, V] float32 (row-major) on the CPU, where each sequence's rows are, and the expert loads.</returns>
     public (StepLogits Logits, Dictionary<long, SequenceLogits> Rows, long[][] ExpertLoads) Execute(
@@ -29,15 +29,13 @@ public sealed class ModelRunner(MoeForCausalLM model)
         foreach (var (id, count) in scheduled.Sequences)
         {
             var s = sequences[id];
-            s.Cache ??= model.NewCache();
-            if (s.IsPrefilling)
-                for (int i = 0; i < count; i++) tokenIds[start + i] = s.Request.PromptIds[s.PrefilledTokens + i];
-            else tokenIds[start] = s.LastToken;
-            slices.Add(new SequenceSlice(start, count, s.Cache));
+            int past = s.ComputedTokens;
+            for (int i = 0; i < count; i++) tokenIds[start + i] = s.Tokens[past + i];
+            slices.Add(new SequenceSlice(start, count, past, cache.Slots(s.Blocks, past + count)));
 
-            bool finishesPrompt = !s.IsPrefilling || s.PrefilledTokens + count == s.Request.PromptIds.Length;
-            bool allRows = s.IsPrefilling && s.Request.PromptLogprobs;
-            if (allRows || finishesPrompt)
+            bool samples = past + count == s.Tokens.Count;
+            bool allRows = s.WantsPromptLogprobs && past < s.PromptLength;
+            if (allRows || samples)
             {
                 int first = allRows ? start : start + count - 1;
                 rows[id] = new SequenceLogits(logitRows.Count, start + count - first);
@@ -45,7 +43,7 @@ public sealed class ModelRunner(MoeForCausalLM model)
             }
             start += count;
         }
-        var batch = new ForwardBatch { TokenIds = tokenIds, Sequences = slices, LogitRows = logitRows.ToArray() };
+        var batch = new ForwardBatch { TokenIds = tokenIds, Sequences = slices, LogitRows = logitRows.ToArray(), Cache = cache };
         using var scope = NewDisposeScope();
         using var logits = model.Forward(batch); // [R, V]
         return (new StepLogits(logits.data<float>().ToArray(), (int)logits.shape[1]), rows, batch.ExpertLoads!);

@@ -1,53 +1,82 @@
 namespace MoeServe.Inference.Engine;
 
 /// <summary>
-/// Iteration-level scheduling: every step, running sequences decode one token each, and the remaining
-/// token budget goes to prompt chunks (chunked prefill), oldest request first, so a long prompt never
-/// stalls the others' decoding. Deals in sequence ids and counts only.
+/// Iteration-level scheduling over a paged key/value cache. Every step: running sequences that decode
+/// get one token each (oldest first), sequences still prefilling get prompt chunks from the remaining
+/// token budget, and waiting sequences are admitted, first come first served, while a running slot, token
+/// budget and cache blocks for their whole prompt remain. When a decoding sequence needs a block and none
+/// is free, the most recently admitted sequence is preempted: its blocks are freed and it waits at the
+/// front of the queue to be recomputed. Deals in counts and block numbers only.
 /// </summary>
-public sealed class Scheduler(EngineOptions options)
+public sealed class Scheduler(EngineOptions options, BlockAllocator blocks)
 {
     private readonly LinkedList<Sequence> _waiting = new();
     private readonly List<Sequence> _running = [];
 
     public int Waiting => _waiting.Count;
     public int Running => _running.Count;
-    public IReadOnlyList<Sequence> RunningSequences => _running;
+    public long Preemptions { get; private set; }
+    public BlockAllocator Blocks => blocks;
 
     public void Enqueue(Sequence sequence) => _waiting.AddLast(sequence);
 
-    /// <summary>Picks this step's work; admits waiting sequences while slots and token budget last.</summary>
     public ScheduledBatch Schedule()
     {
         var scheduled = new List<ScheduledSequence>();
         int budget = options.MaxBatchedTokens;
-        foreach (var s in _running.Where(s => !s.IsPrefilling))
+        for (int i = 0; i < _running.Count && budget > 0; i++)
         {
-            if (budget == 0) break;
+            var s = _running[i];
+            if (s.Uncomputed != 1) continue;
+            while (!blocks.TryCover(s.Blocks, s.ComputedTokens + 1))
+            {
+                // Preempt the newest sequence; if that is this one, it waits for memory itself.
+                var victim = _running[^1];
+                Preempt(victim);
+                if (victim == s) break;
+            }
+            if (!_running.Contains(s)) continue; // it was the victim itself
             scheduled.Add(new ScheduledSequence(s.Id, 1));
             budget--;
         }
-        foreach (var s in _running.Where(s => s.IsPrefilling))
+        foreach (var s in _running)
         {
             if (budget == 0) break;
-            int chunk = Math.Min(budget, s.Request.PromptIds.Length - s.PrefilledTokens);
+            if (s.Uncomputed <= 1) continue;
+            int chunk = Math.Min(budget, s.Uncomputed);
             scheduled.Add(new ScheduledSequence(s.Id, chunk));
             budget -= chunk;
         }
-        while (budget > 0 && _waiting.First is { } node && _running.Count < options.MaxRunningSequences)
+        while (budget > 0 && _running.Count < options.MaxRunningSequences && _waiting.First is { } node)
         {
             var s = node.Value;
+            // Blocks for every token it has plus the one it will generate next: its chunks never wait for memory.
+            if (!blocks.TryCover(s.Blocks, s.Tokens.Count + 1)) break;
             _waiting.RemoveFirst();
             _running.Add(s);
-            int chunk = Math.Min(budget, s.Request.PromptIds.Length);
+            int chunk = Math.Min(budget, s.Uncomputed);
             scheduled.Add(new ScheduledSequence(s.Id, chunk));
             budget -= chunk;
         }
         return new ScheduledBatch(scheduled);
     }
 
-    /// <summary>Removes a finished or cancelled sequence from whichever list holds it.</summary>
-    public bool Remove(Sequence sequence) => _running.Remove(sequence) || _waiting.Remove(sequence);
+    private void Preempt(Sequence s)
+    {
+        _running.Remove(s);
+        blocks.Free(s.Blocks);
+        s.ComputedTokens = 0;
+        s.Preemptions++;
+        Preemptions++;
+        _waiting.AddFirst(s);
+    }
+
+    /// <summary>Removes a finished or cancelled sequence and frees its blocks.</summary>
+    public void Remove(Sequence sequence)
+    {
+        if (!_running.Remove(sequence)) _waiting.Remove(sequence);
+        blocks.Free(sequence.Blocks);
+    }
 
     public IEnumerable<Sequence> All => _running.Concat(_waiting);
 }

@@ -1,11 +1,14 @@
 using System.Diagnostics;
 using System.Threading.Channels;
-using MoeServe.Inference.Model;
 using MoeServe.Inference.Sampling;
 
 namespace MoeServe.Inference.Engine;
 
-/// <summary>Engine-side state of one generating sequence. Owned by the engine thread.</summary>
+/// <summary>
+/// Engine-side state of one generating sequence, owned by the engine thread. Its tokens are the prompt
+/// followed by what it generated; ComputedTokens of them have keys and values in the cache. Prefill,
+/// chunked prefill, decode and recompute after preemption are all "compute the uncomputed tokens".
+/// </summary>
 public sealed class Sequence(long id, GenerationRequest request, OutputProcessor output, Channel<SequenceEvent> events)
 {
     public long Id { get; } = id;
@@ -13,20 +16,27 @@ public sealed class Sequence(long id, GenerationRequest request, OutputProcessor
     public OutputProcessor Output { get; } = output;
     public Sampler Sampler { get; } = new(request.Sampling);
     public ChannelWriter<SequenceEvent> Events => events.Writer;
-    public SequenceKvCache? Cache { get; set; }
 
-    /// <summary>Prompt tokens already run through the model (chunked prefill advances this).</summary>
-    public int PrefilledTokens { get; set; }
-    public List<int> GeneratedIds { get; } = [];
+    /// <summary>Prompt ids, then generated ids.</summary>
+    public List<int> Tokens { get; } = [.. request.PromptIds];
+    public int PromptLength => Request.PromptIds.Length;
+    public int Generated => Tokens.Count - PromptLength;
+
+    /// <summary>Tokens whose keys and values are in the cache.</summary>
+    public int ComputedTokens { get; set; }
+    public int Uncomputed => Tokens.Count - ComputedTokens;
+
+    /// <summary>Cache blocks held, in position order.</summary>
+    public List<int> Blocks { get; } = [];
+
+    /// <summary>Prompt logprobs gathered so far (first pass over the prompt only).</summary>
     public List<PromptTokenLogprob>? PromptLogprobs { get; set; }
-
-    /// <summary>Token to feed next while decoding: the last sampled one.</summary>
-    public int LastToken => GeneratedIds[^1];
-    public bool IsPrefilling => PrefilledTokens < Request.PromptIds.Length;
-    public int TotalTokens => Request.PromptIds.Length + GeneratedIds.Count;
+    public bool PromptLogprobsDone { get; set; }
+    public bool WantsPromptLogprobs => Request.PromptLogprobs && !PromptLogprobsDone;
 
     public long QueuedAt { get; } = Stopwatch.GetTimestamp();
     public long StartedAt { get; set; }
     public long LastTokenAt { get; set; }
+    public int Preemptions { get; set; }
     public volatile bool CancelRequested;
 }

@@ -41,7 +41,7 @@ public sealed class Attention : IDisposable
     /// <param name="x">[T, H] normalised hidden states of the flat batch, compute dtype.</param>
     /// <param name="positions">[T] int64 absolute positions.</param>
     /// <returns>[T, H] attention output, compute dtype.</returns>
-    public Tensor Forward(Tensor x, Tensor positions, RotaryEmbedding rope, IReadOnlyList<SequenceSlice> sequences)
+    public Tensor Forward(Tensor x, Tensor positions, RotaryEmbedding rope, AttentionInput input)
     {
         using var scope = NewDisposeScope();
         long t = x.shape[0];
@@ -62,12 +62,13 @@ public sealed class Attention : IDisposable
         v = v.view(t, kvHeads, d);
 
         var output = torch.empty([t, heads * d], x.dtype, x.device);
-        foreach (var s in sequences)
+        foreach (var (start, length, past, newSlots, allSlots) in input.Prefills)
         {
-            var (keys, values) = s.Cache.Append(_layer, k.narrow(0, s.Start, s.Length), v.narrow(0, s.Start, s.Length));
-            var attended = AttendOneSequence(q.narrow(0, s.Start, s.Length), keys, values, s.Cache.Length); // [L, heads*d]
-            output.narrow(0, s.Start, s.Length).copy_(attended);
+            var (keys, values) = input.Cache.Append(_layer, newSlots, allSlots, k.narrow(0, start, length), v.narrow(0, start, length));
+            output.narrow(0, start, length).copy_(AttendOneSequence(q.narrow(0, start, length), keys, values, past));
         }
+        if (input.DecodeRows is { } rows)
+            output.index_copy_(0, rows, AttendDecodes(q.index_select(0, rows), k.index_select(0, rows), v.index_select(0, rows), input));
         return F.linear(output, o_proj).MoveToOuterDisposeScope();
     }
 
@@ -80,25 +81,41 @@ public sealed class Attention : IDisposable
     {
         long l = q.shape[0], s = keys.shape[0];
         int heads = _config.NumHeads, kvHeads = _config.NumKvHeads, d = _config.HeadDim, group = heads / kvHeads;
-        var qh = q.permute(1, 0, 2);        // [heads, L, d]
-        var kh = keys.permute(1, 0, 2);     // [kvHeads, S, d]
-        var vh = values.permute(1, 0, 2);   // [kvHeads, S, d]
-        if (group > 1)
-        {
-            kh = kh.repeat_interleave(group, dim: 0); // [heads, S, d]
-            vh = vh.repeat_interleave(group, dim: 0);
-        }
+        // Grouped-query attention without copying keys: queries as [kvHeads, group, L, d] against [kvHeads, 1, S, d].
+        var qg = q.view(l, kvHeads, group, d).permute(1, 2, 0, 3).to(ScalarType.Float32);   // [kvHeads, group, L, d]
+        var kh = keys.permute(1, 0, 2).unsqueeze(1).to(ScalarType.Float32);                  // [kvHeads, 1, S, d]
+        var vh = values.permute(1, 0, 2).unsqueeze(1).to(ScalarType.Float32);                // [kvHeads, 1, S, d]
         // Softmax in fp32 (as Hugging Face's eager attention does), one cast back.
-        var scores = torch.matmul(qh.to(ScalarType.Float32), kh.to(ScalarType.Float32).transpose(1, 2)) / Math.Sqrt(d); // [heads, L, S]
+        var scores = torch.matmul(qg, kh.transpose(2, 3)) / Math.Sqrt(d);                    // [kvHeads, group, L, S]
         if (l > 1)
         {
             // Row i (position past + i) sees keys 0..past+i.
             var allowed = torch.ones([l, s], ScalarType.Bool, q.device).tril(past);
             scores = scores.masked_fill(allowed.logical_not(), float.NegativeInfinity);
         }
-        var probs = scores.softmax(-1);
-        var outH = torch.matmul(probs, vh.to(ScalarType.Float32)).to(q.dtype); // [heads, L, d]
-        return outH.permute(1, 0, 2).reshape(l, heads * d);
+        var attended = torch.matmul(scores.softmax(-1), vh);                                  // [kvHeads, group, L, d]
+        return attended.permute(2, 0, 1, 3).reshape(l, heads * d).to(q.dtype);
+    }
+
+    /// <summary>All decoding sequences at once: one query each against its padded cache.</summary>
+    /// <param name="q">[B, heads, d] queries.</param>
+    /// <param name="k">[B, kvHeads, d] keys of the new tokens.</param>
+    /// <param name="v">[B, kvHeads, d] values of the new tokens.</param>
+    /// <returns>[B, heads*d].</returns>
+    private Tensor AttendDecodes(Tensor q, Tensor k, Tensor v, AttentionInput input)
+    {
+        long b = q.shape[0];
+        int heads = _config.NumHeads, kvHeads = _config.NumKvHeads, d = _config.HeadDim, group = heads / kvHeads;
+        var slots = input.DecodeSlots!;                                                       // [B, Smax]
+        long smax = slots.shape[1];
+        var (keys, values) = input.Cache.Append(_layer, input.DecodeNewSlots!, slots.view(-1), k, v); // [B*Smax, kvHeads, d]
+        var kh = keys.view(b, smax, kvHeads, d).permute(0, 2, 1, 3).to(ScalarType.Float32);   // [B, kvHeads, Smax, d]
+        var vh = values.view(b, smax, kvHeads, d).permute(0, 2, 1, 3).to(ScalarType.Float32); // [B, kvHeads, Smax, d]
+        var qg = q.view(b, kvHeads, group, d).to(ScalarType.Float32);                         // [B, kvHeads, group, d]
+        var scores = torch.matmul(qg, kh.transpose(2, 3)) / Math.Sqrt(d);                    // [B, kvHeads, group, Smax]
+        scores = scores.masked_fill(input.DecodePadding!, float.NegativeInfinity);
+        var attended = torch.matmul(scores.softmax(-1), vh);                                  // [B, kvHeads, group, d]
+        return attended.reshape(b, heads * d).to(q.dtype);
     }
 
     public void Dispose()

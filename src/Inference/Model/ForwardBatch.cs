@@ -3,10 +3,11 @@ using MoeServe.Routing;
 namespace MoeServe.Inference.Model;
 
 /// <summary>
-/// One sequence's part of a flat batch: rows [Start, Start + Length) of the batch are its new tokens,
-/// at positions Cache.Length .. Cache.Length + Length - 1.
+/// One sequence's part of a flat batch: rows [Start, Start + Length) of the batch are its new tokens, at
+/// positions Past .. Past + Length - 1. Slots[p] is where position p's keys and values live in the
+/// paged cache (Past + Length entries).
 /// </summary>
-public sealed record SequenceSlice(int Start, int Length, SequenceKvCache Cache);
+public sealed record SequenceSlice(int Start, int Length, int Past, long[] Slots);
 
 /// <summary>
 /// Everything one forward pass needs, passed explicitly (no global context): the flat token batch, which
@@ -22,6 +23,9 @@ public sealed class ForwardBatch
 
     /// <summary>Rows whose next-token logits are wanted (e.g. each sequence's last row).</summary>
     public required long[] LogitRows { get; init; }
+
+    /// <summary>The key/value memory the slots refer to.</summary>
+    public required PagedKvCache Cache { get; init; }
 
     /// <summary>Routing policy for the step.</summary>
     public RoutingPolicy Policy { get; init; } = RoutingPolicy.Vanilla;

@@ -48,8 +48,9 @@ public sealed class MoeForCausalLM : IDisposable
         return new MoeForCausalLM(config, weights, computeDtype, device);
     }
 
-    public SequenceKvCache NewCache() =>
-        new(Config.NumLayers, Config.NumKvHeads, Config.HeadDim, ComputeDtype, Device);
+    /// <summary>Allocates the paged key/value memory for <paramref name="blocks"/> blocks of <paramref name="blockSize"/> tokens.</summary>
+    public PagedKvCache NewCache(int blocks, int blockSize) =>
+        new(Config.NumLayers, blocks, blockSize, Config.NumKvHeads, Config.HeadDim, ComputeDtype, Device);
 
     /// <summary>Runs one engine step's flat batch through every layer, appending to each sequence's cache.</summary>
     /// <returns>[R, V] float32 logits on the CPU, one row per entry of <see cref="ForwardBatch.LogitRows"/>.</returns>
@@ -60,21 +61,22 @@ public sealed class MoeForCausalLM : IDisposable
         var positionsHost = new long[t];
         foreach (var s in batch.Sequences)
         {
-            if (s.Cache.Length + s.Length > Config.MaxPositionEmbeddings)
-                throw new InvalidOperationException($"sequence of {s.Cache.Length + s.Length} tokens exceeds max_position_embeddings {Config.MaxPositionEmbeddings}");
-            s.Cache.Reserve(s.Cache.Length + s.Length);
-            for (int i = 0; i < s.Length; i++) positionsHost[s.Start + i] = s.Cache.Length + i;
+            if (s.Past + s.Length > Config.MaxPositionEmbeddings)
+                throw new InvalidOperationException($"sequence of {s.Past + s.Length} tokens exceeds max_position_embeddings {Config.MaxPositionEmbeddings}");
+            if (s.Slots.Length != s.Past + s.Length)
+                throw new ArgumentException($"a sequence with {s.Past} cached and {s.Length} new tokens needs {s.Past + s.Length} slots, got {s.Slots.Length}");
+            for (int i = 0; i < s.Length; i++) positionsHost[s.Start + i] = s.Past + i;
         }
         var ids = torch.tensor(batch.TokenIds, device: Device);     // [T]
         var positions = torch.tensor(positionsHost, device: Device); // [T]
         var x = embed_tokens.index_select(0, ids);                   // [T, H]
+        using var attention = AttentionInput.Build(batch, Device);
         var loads = new long[layers.Length][];
         for (int i = 0; i < layers.Length; i++)
         {
             loads[i] = new long[Config.NumExperts];
-            x = layers[i].Forward(x, positions, _rope, batch, loads[i]);
+            x = layers[i].Forward(x, positions, _rope, attention, batch, loads[i]);
         }
-        foreach (var s in batch.Sequences) s.Cache.Advance(s.Length);
         batch.ExpertLoads = loads;
         var rows = norm.Forward(x.index_select(0, torch.tensor(batch.LogitRows, device: Device))); // [R, H]
         return F.linear(rows, lm_head).to(ScalarType.Float32).cpu().MoveToOuterDisposeScope();

@@ -1,0 +1,64 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoeServe.Inference.Model;
+
+/// <summary>
+/// Per-step attention metadata shared by every layer, built once per forward pass: the cache, each
+/// prefill sequence's slots, and the padded slot table of all decoding sequences.
+/// </summary>
+public sealed class AttentionInput(PagedKvCache cache) : IDisposable
+{
+    public PagedKvCache Cache { get; } = cache;
+
+    /// <summary>Sequences with several new tokens: attended one by one.</summary>
+    public List<(int Start, int Length, int Past, Tensor NewSlots, Tensor AllSlots)> Prefills { get; } = [];
+
+    /// <summary>Rows of the decoding sequences (one new token each), in batch order ([B] int64).</summary>
+    public Tensor? DecodeRows { get; set; }
+
+    /// <summary>[B] int64 slot of each decoding sequence's new token.</summary>
+    public Tensor? DecodeNewSlots { get; set; }
+
+    /// <summary>[B, Smax] int64 slots of every position of each decoding sequence, padded with slot 0.</summary>
+    public Tensor? DecodeSlots { get; set; }
+
+    /// <summary>[B, 1, 1, Smax] bool, true where a padded position must be ignored.</summary>
+    public Tensor? DecodePadding { get; set; }
+
+    public static AttentionInput Build(ForwardBatch batch, Device device)
+    {
+        var input = new AttentionInput(batch.Cache);
+        var decodes = batch.Sequences.Where(s => s.Length == 1 && s.Past > 0).ToList();
+        foreach (var s in batch.Sequences.Where(s => !(s.Length == 1 && s.Past > 0)))
+            input.Prefills.Add((s.Start, s.Length, s.Past,
+                torch.tensor(s.Slots.AsSpan(s.Past, s.Length).ToArray(), device: device),
+                torch.tensor(s.Slots, device: device)));
+        if (decodes.Count > 0)
+        {
+            int max = decodes.Max(s => s.Slots.Length);
+            var slots = new long[decodes.Count * max];
+            var padding = new bool[decodes.Count * max];
+            for (int b = 0; b < decodes.Count; b++)
+            {
+                var s = decodes[b].Slots;
+                Array.Copy(s, 0, slots, b * max, s.Length);
+                for (int p = s.Length; p < max; p++) padding[b * max + p] = true;
+            }
+            input.DecodeRows = torch.tensor(decodes.Select(s => (long)s.Start).ToArray(), device: device);
+            input.DecodeNewSlots = torch.tensor(decodes.Select(s => s.Slots[^1]).ToArray(), device: device);
+            input.DecodeSlots = torch.tensor(slots, device: device).view(decodes.Count, max);
+            input.DecodePadding = torch.tensor(padding, device: device).view(decodes.Count, 1, 1, max);
+        }
+        return input;
+    }
+
+    public void Dispose()
+    {
+        foreach (var p in Prefills) { p.NewSlots.Dispose(); p.AllSlots.Dispose(); }
+        DecodeRows?.Dispose();
+        DecodeNewSlots?.Dispose();
+        DecodeSlots?.Dispose();
+        DecodePadding?.Dispose();
+    }
+}
