@@ -672,6 +672,12 @@ def main():
         build(spec, args.repo, tok, log)
         print(spec["dir"], json.dumps(rounded(log[spec["dir"]])), flush=True)
 
+    # The SentencePiece tokenizer.model fixture (pure Python, < 1 s); it reuses the Mixtral fixture's
+    # config.json and chat template, so it comes last.
+    import make_sentencepiece_fixture as spm_fixture
+    if not args.only or args.only in spm_fixture.FIXTURE_DIR:
+        print(spm_fixture.FIXTURE_DIR, json.dumps(spm_fixture.build(args.repo)), flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -40,7 +40,7 @@ public static class ChatCompletionsEndpoint
 
         var requests = Enumerable.Range(0, settings.N).Select(i => new GenerationRequest
         {
-            PromptIds = promptIds, Sampling = settings.ForChoice(i), MaxTokens = maxTokens, StopStrings = settings.Stop, Policy = routing.Policy,
+            PromptIds = promptIds, Sampling = settings.ForChoice(i), MaxTokens = maxTokens, StopStrings = settings.Stop, Policy = routing.Policy, IgnoreEos = request.IgnoreEos == true,
         }).ToList();
         var run = GenerationRun.Start(model.Engine, requests, http.RequestAborted);
         Responses.AddRoutingHeaders(http.Response, routing);

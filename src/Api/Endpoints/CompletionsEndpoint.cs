@@ -40,7 +40,7 @@ public static class CompletionsEndpoint
                 requests.Add(new GenerationRequest
                 {
                     PromptIds = prompt, Sampling = settings.ForChoice(i), MaxTokens = maxTokens, StopStrings = settings.Stop,
-                    PromptLogprobs = echo && logprobs, Policy = routing.Policy,
+                    PromptLogprobs = echo && logprobs, Policy = routing.Policy, IgnoreEos = request.IgnoreEos == true,
                 });
         }
         var run = GenerationRun.Start(model.Engine, requests, http.RequestAborted);

@@ -41,6 +41,8 @@ public sealed record ChatCompletionRequest
     public string? User { get; init; }
     /// <summary>Extension: routing policy for this request (must agree with the X-Routing-* headers).</summary>
     public MoeRoutingRequestDto? MoeRouting { get; init; }
+    /// <summary>Extension (as in vLLM): keep generating past the end-of-sequence token.</summary>
+    public bool? IgnoreEos { get; init; }
 }
 
 /// <summary>One chat message; content is a string or a list of {"type": "text", "text": ...} parts.</summary>

@@ -26,4 +26,6 @@ public sealed record CompletionRequest
     public StreamOptionsDto? StreamOptions { get; init; }
     public string? User { get; init; }
     public MoeRoutingRequestDto? MoeRouting { get; init; }
+    /// <summary>Extension (as in vLLM): keep generating past the end-of-sequence token.</summary>
+    public bool? IgnoreEos { get; init; }
 }

@@ -12,6 +12,8 @@ public sealed record GenerationRequest
     public IReadOnlyList<string> StopStrings { get; init; } = [];
     /// <summary>Report the logprob of every prompt token (legacy echo + logprobs).</summary>
     public bool PromptLogprobs { get; init; }
+    /// <summary>Keep generating past EOS (benchmarks that need a fixed output length).</summary>
+    public bool IgnoreEos { get; init; }
     public RoutingPolicy Policy { get; init; } = RoutingPolicy.Vanilla;
     /// <summary>Label for metrics and logs.</summary>
     public string RequestId { get; init; } = Guid.NewGuid().ToString("N");

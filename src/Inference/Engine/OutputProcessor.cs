@@ -19,7 +19,7 @@ public sealed class OutputProcessor(ModelTokenizer tokenizer, GenerationRequest 
     public (string Delta, string? FinishReason) Accept(SampledToken token, bool contextFull)
     {
         Generated++;
-        if (tokenizer.EosIds.Contains(token.TokenId)) return (Release(_decoder.Text.Length), "stop");
+        if (!request.IgnoreEos && tokenizer.EosIds.Contains(token.TokenId)) return (Release(_decoder.Text.Length), "stop");
         _decoder.Add(token.TokenId);
         string text = _decoder.Text;
         foreach (var stop in request.StopStrings)

@@ -60,6 +60,7 @@ public sealed class ModelTokenizer
         if (byteLevelBpe) tokenizer = CreateByteLevelBpe(jsonPath, tokenizerJson!, specials);
         else if (File.Exists(spmPath))
         {
+            if (specials.Count == 0) AddSentencePieceSpecials(specials, tokenizerConfig, spmPath);
             using var stream = File.OpenRead(spmPath);
             // BOS is added by this class (from add_bos_token), never by the SentencePiece model itself.
             tokenizer = LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false,
@@ -85,6 +86,23 @@ public sealed class ModelTokenizer
         };
         var template = ChatTemplate.Detect(templateText, specials.Keys, config.ModelType, bosToken, eosToken);
         return new ModelTokenizer(tokenizer, specials, bosId, eosIds, addBos && bosId is not null, bosToken, eosToken, template);
+    }
+
+    /// <summary>
+    /// Without a tokenizer.json the special tokens come from tokenizer_config.json's added_tokens_decoder,
+    /// or else from the SentencePiece model's own unk/bos/eos pieces, so "&lt;s&gt;" in a chat prompt is BOS.
+    /// </summary>
+    private static void AddSentencePieceSpecials(Dictionary<string, int> specials, JsonObject? tokenizerConfig, string spmPath)
+    {
+        foreach (var (key, value) in tokenizerConfig?["added_tokens_decoder"]?.AsObject() ?? [])
+            if (int.TryParse(key, out int id) && value?["content"]?.GetValue<string>() is string content)
+                specials[content] = id;
+        if (specials.Count > 0) return;
+        using var probe = File.OpenRead(spmPath);
+        var model = LlamaTokenizer.Create(probe, addBeginOfSentence: false, addEndOfSentence: false);
+        specials[model.UnknownToken] = model.UnknownId;
+        specials[model.BeginningOfSentenceToken] = model.BeginningOfSentenceId;
+        specials[model.EndOfSentenceToken] = model.EndOfSentenceId;
     }
 
     private static bool UsesByteLevel(JsonObject json) =>
