@@ -1,12 +1,12 @@
 using Microsoft.Extensions.Options;
 using MoeServe.Api.Hosting;
 
-var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = ContentRoot.Find() });
-builder.AddMoeServe();
-var app = builder.Build();
-app.UseMoeServe();
 try
 {
+    var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = ContentRoot.Find() });
+    builder.AddMoeServe();
+    var app = builder.Build();
+    app.UseMoeServe();
     await app.RunAsync();
     return Environment.ExitCode;
 }
@@ -20,6 +20,11 @@ catch (InvalidOperationException e) when (e.Message.Contains("configuration", St
 {
     Console.Error.WriteLine($"configuration error: {e.Message.ReplaceLineEndings(" ")}");
     return 2;
+}
+catch (OperationCanceledException) when (Environment.ExitCode != 0)
+{
+    // The model failed to load (already reported in one line) while the server was still starting.
+    return Environment.ExitCode;
 }
 
 /// <summary>Entry point; public so that tests can reference the assembly.</summary>

@@ -115,15 +115,15 @@ public static class ChatCompletionsEndpoint
     {
         string param = $"messages[{index}].content";
         if (content is not JsonElement c || c.ValueKind == JsonValueKind.Null) throw OpenAiException.Invalid($"{param} is required", param);
-        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
+        if (c.ValueKind == JsonValueKind.String) return JsonStrings.Text(c, param);
         if (c.ValueKind != JsonValueKind.Array) throw OpenAiException.Invalid($"{param} must be a string or a list of content parts", param);
         var text = new System.Text.StringBuilder();
         foreach (var part in c.EnumerateArray())
         {
-            if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.GetString() != "text"
-                || !part.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
+            if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String
+                || JsonStrings.Text(type, param) != "text" || !part.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
                 throw OpenAiException.Invalid($"{param}: only text content parts ({{\"type\": \"text\", \"text\": ...}}) are supported", param);
-            text.Append(t.GetString());
+            text.Append(JsonStrings.Text(t, param));
         }
         return text.ToString();
     }

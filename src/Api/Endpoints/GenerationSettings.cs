@@ -45,8 +45,8 @@ public sealed record GenerationSettings(SamplingParameters Sampling, int N, IRea
         if (stop is not JsonElement e || e.ValueKind == JsonValueKind.Null) return [];
         List<string> stops = e.ValueKind switch
         {
-            JsonValueKind.String => [e.GetString()!],
-            JsonValueKind.Array when e.EnumerateArray().All(x => x.ValueKind == JsonValueKind.String) => e.EnumerateArray().Select(x => x.GetString()!).ToList(),
+            JsonValueKind.String => [JsonStrings.Text(e, "stop")],
+            JsonValueKind.Array when e.EnumerateArray().All(x => x.ValueKind == JsonValueKind.String) => e.EnumerateArray().Select(x => JsonStrings.Text(x, "stop")).ToList(),
             _ => throw OpenAiException.Invalid("stop must be a string or a list of strings", "stop"),
         };
         if (stops.Count > 4) throw OpenAiException.Invalid("stop may contain at most 4 sequences", "stop");

@@ -17,8 +17,8 @@ public static class OpenAiApi
                              "X-Capacity-Factor, or the body extension moe_routing; the applied routing is echoed in the response " +
                              "headers and in the body's moe_routing object.")
             .Accepts<ChatCompletionRequest>("application/json")
-            .Produces<ChatCompletionResponse>(StatusCodes.Status200OK, "application/json")
-            .Produces<ChatCompletionChunk>(StatusCodes.Status200OK, "text/event-stream")
+            .Produces<ChatCompletionResponse>(StatusCodes.Status200OK, "application/json", "text/event-stream")
+            .WithMetadata(new StreamedAs(typeof(ChatCompletionChunk)))
             .WithRoutingHeaders()
             .ProducesOpenAiErrors();
 
@@ -26,8 +26,8 @@ public static class OpenAiApi
             .WithName("CreateCompletion")
             .WithSummary("Creates a legacy text completion; prompt may be text or token ids; echo and legacy logprobs.")
             .Accepts<CompletionRequest>("application/json")
-            .Produces<CompletionResponse>(StatusCodes.Status200OK, "application/json")
-            .Produces<CompletionResponse>(StatusCodes.Status200OK, "text/event-stream")
+            .Produces<CompletionResponse>(StatusCodes.Status200OK, "application/json", "text/event-stream")
+            .WithMetadata(new StreamedAs(typeof(CompletionResponse)))
             .WithRoutingHeaders()
             .ProducesOpenAiErrors();
 
@@ -37,7 +37,7 @@ public static class OpenAiApi
             .Produces<ModelListDto>()
             .ProducesOpenAiErrors();
 
-        app.MapGet("/health", Health)
+        app.MapMethods("/health", [HttpMethods.Get, HttpMethods.Head], Health)
             .WithTags("Operations")
             .WithName("Health")
             .WithSummary("200 when the model is loaded and serving, 503 while it loads.")
@@ -69,3 +69,6 @@ public static class OpenAiApi
 
 /// <summary>Marks an operation that accepts and returns the X-Routing-* headers (documented by the OpenAPI filter).</summary>
 public sealed class RoutingHeadersMetadata;
+
+/// <summary>The type of each server-sent event when the operation streams (documented by the OpenAPI filter).</summary>
+public sealed record StreamedAs(Type ChunkType);

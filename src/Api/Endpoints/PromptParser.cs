@@ -13,13 +13,13 @@ public static class PromptParser
     {
         if (prompt is not JsonElement p || p.ValueKind == JsonValueKind.Null) throw OpenAiException.Invalid("prompt is required", "prompt");
         List<int[]> prompts;
-        if (p.ValueKind == JsonValueKind.String) prompts = [FromText(p.GetString()!, tokenizer)];
+        if (p.ValueKind == JsonValueKind.String) prompts = [FromText(JsonStrings.Text(p, "prompt"), tokenizer)];
         else if (p.ValueKind != JsonValueKind.Array || p.GetArrayLength() == 0)
             throw OpenAiException.Invalid("prompt must be a string, a list of strings, a list of token ids, or a list of token-id lists", "prompt");
         else
         {
             var items = p.EnumerateArray().ToList();
-            if (items.All(x => x.ValueKind == JsonValueKind.String)) prompts = items.Select(x => FromText(x.GetString()!, tokenizer)).ToList();
+            if (items.All(x => x.ValueKind == JsonValueKind.String)) prompts = items.Select((x, i) => FromText(JsonStrings.Text(x, $"prompt[{i}]"), tokenizer)).ToList();
             else if (items.All(x => x.ValueKind == JsonValueKind.Number)) prompts = [TokenIds(p, vocabSize, "prompt")];
             else if (items.All(x => x.ValueKind == JsonValueKind.Array)) prompts = items.Select((x, i) => TokenIds(x, vocabSize, $"prompt[{i}]")).ToList();
             else throw OpenAiException.Invalid("prompt lists must hold only strings, only token ids, or only token-id lists", "prompt");

@@ -18,7 +18,8 @@ public sealed class ModelLoader(
     IEngineObserver observer,
     IHostEnvironment environment,
     IHostApplicationLifetime lifetime,
-    ILogger<ModelLoader> logger) : BackgroundService
+    ILogger<ModelLoader> logger,
+    ILogger<InferenceEngine> engineLogger) : BackgroundService
 {
     private InferenceEngine? _engine;
 
@@ -33,7 +34,7 @@ public sealed class ModelLoader(
             var started = DateTime.UtcNow;
             var model = MoeForCausalLM.Load(dir, dtype, device);
             var tokenizer = ModelTokenizer.Load(dir, model.Config);
-            _engine = new InferenceEngine(model, tokenizer, engineOptions.Value, observer, options.MaxModelLen);
+            _engine = new InferenceEngine(model, tokenizer, engineOptions.Value, observer, options.MaxModelLen, engineLogger);
             int context = _engine.MaxContextTokens;
             string id = options.ServedModelName ?? Path.GetFileName(dir.TrimEnd(Path.DirectorySeparatorChar));
             state.SetReady(new ServedModel(id, _engine, tokenizer, context, DateTimeOffset.UtcNow.ToUnixTimeSeconds()));

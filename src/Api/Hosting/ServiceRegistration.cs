@@ -36,7 +36,7 @@ public static class ServiceRegistration
                 Version = "v1",
                 Description = "OpenAI-compatible serving of Mixture-of-Experts models with capacity-aware routing policies.",
             });
-            c.OperationFilter<RoutingHeadersOperationFilter>();
+            c.OperationFilter<GenerationOperationFilter>();
             string xml = Path.Combine(AppContext.BaseDirectory, "MoeServe.Api.xml");
             if (File.Exists(xml)) c.IncludeXmlComments(xml);
         });
@@ -45,10 +45,9 @@ public static class ServiceRegistration
 
     private static void AddValidatedOptions<T>(WebApplicationBuilder builder, string section) where T : class
     {
-        builder.Services.AddOptions<T>()
-            .Bind(builder.Configuration.GetSection(section), o => o.ErrorOnUnknownConfiguration = true)
-            .ValidateOnStart();
-        builder.Services.AddSingleton<IValidateOptions<T>>(new SectionValidator<T>(section));
+        var configuration = builder.Configuration.GetSection(section);
+        builder.Services.AddOptions<T>().Bind(configuration).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<T>>(new SectionValidator<T>(configuration));
     }
 
     public static WebApplication UseMoeServe(this WebApplication app)

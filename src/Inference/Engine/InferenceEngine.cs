@@ -4,6 +4,8 @@ using System.Threading.Channels;
 using MoeServe.Inference.Model;
 using MoeServe.Inference.Sampling;
 using MoeServe.Inference.Tokenization;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using MoeServe.Routing;
 using TorchSharp;
 
@@ -20,6 +22,7 @@ public sealed class InferenceEngine : IDisposable
     private readonly ModelTokenizer _tokenizer;
     private readonly EngineOptions _options;
     private readonly IEngineObserver _observer;
+    private readonly ILogger _logger;
     private readonly Scheduler _scheduler;
     private readonly ConcurrentQueue<Sequence> _incoming = new();
     private readonly Dictionary<long, Sequence> _sequences = [];
@@ -31,8 +34,10 @@ public sealed class InferenceEngine : IDisposable
 
     /// <param name="maxContextTokens">Longest sequence (prompt plus generated) served; at most the model's max_position_embeddings.</param>
     /// <exception cref="ArgumentException">The cache budget cannot hold one sequence of the full context.</exception>
-    public InferenceEngine(MoeForCausalLM model, ModelTokenizer tokenizer, EngineOptions options, IEngineObserver observer, int? maxContextTokens = null)
+    public InferenceEngine(MoeForCausalLM model, ModelTokenizer tokenizer, EngineOptions options, IEngineObserver observer,
+        int? maxContextTokens = null, ILogger? logger = null)
     {
+        _logger = logger ?? NullLogger.Instance;
         MaxContextTokens = Math.Min(maxContextTokens ?? model.Config.MaxPositionEmbeddings, model.Config.MaxPositionEmbeddings);
         var allocator = new BlockAllocator(1 + (options.KvCacheTokens + options.KvBlockSize - 1) / options.KvBlockSize, options.KvBlockSize);
         if (allocator.BlocksFor(MaxContextTokens + 1) > allocator.FreeBlocks)
@@ -129,6 +134,7 @@ public sealed class InferenceEngine : IDisposable
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // A failing step must not take the server down: fail the sequences it carried.
+            _logger.LogError(e, "Engine step of {Tokens} tokens over {Sequences} sequences failed", scheduled.TotalTokens, scheduled.Sequences.Count);
             foreach (var (id, _) in scheduled.Sequences) Fail(_sequences[id], e);
             return;
         }

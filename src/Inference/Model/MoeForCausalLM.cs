@@ -78,6 +78,8 @@ public sealed class MoeForCausalLM : IDisposable
             x = layers[i].Forward(x, positions, _rope, attention, batch, loads[i]);
         }
         batch.ExpertLoads = loads;
+        // A prefill chunk that neither ends its prompt nor wants prompt logprobs asks for no rows.
+        if (batch.LogitRows.Length == 0) return torch.empty([0, Config.VocabSize], ScalarType.Float32).MoveToOuterDisposeScope();
         var rows = norm.Forward(x.index_select(0, torch.tensor(batch.LogitRows, device: Device))); // [R, H]
         return F.linear(rows, lm_head).to(ScalarType.Float32).cpu().MoveToOuterDisposeScope();
     }
