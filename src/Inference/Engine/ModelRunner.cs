@@ -46,7 +46,9 @@ public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache)
         var batch = new ForwardBatch { TokenIds = tokenIds, Sequences = slices, LogitRows = logitRows.ToArray(), Cache = cache };
         using var scope = NewDisposeScope();
         using var logits = model.Forward(batch); // [R, V]
-        return (new StepLogits(logits.data<float>().ToArray(), (int)logits.shape[1]), rows, batch.ExpertLoads!);
+        // TensorAccessor.ToArray fails on an empty tensor (a step of prefill chunks that need no logits).
+        var data = logits.shape[0] == 0 ? [] : logits.data<float>().ToArray();
+        return (new StepLogits(data, (int)logits.shape[1]), rows, batch.ExpertLoads!);
     }
 }
 
