@@ -34,6 +34,10 @@ public sealed class MoeServeMetrics : IEngineObserver
     private readonly Counter _requests = Prometheus.Metrics.CreateCounter("moeserve_requests_total",
         "Finished sequences by finish reason.", new CounterConfiguration { LabelNames = ["finish_reason"] });
 
+    private readonly Gauge _kvUsage = Prometheus.Metrics.CreateGauge("moeserve_kv_cache_usage_ratio", "Share of key/value cache blocks in use.");
+    private readonly Counter _preemptions = Prometheus.Metrics.CreateCounter("moeserve_preemptions_total", "Sequences preempted (evicted from the cache and recomputed).");
+    private long _preemptionsSeen;
+
     public void ObserveRequest(string policy, double seconds) => _requestLatency.WithLabels(policy).Observe(seconds);
 
     public void OnStep(StepStats step)
@@ -43,6 +47,9 @@ public sealed class MoeServeMetrics : IEngineObserver
         _batchTokens.Observe(step.Tokens);
         _batchSequences.Observe(step.Sequences);
         _stepSeconds.Observe(step.Seconds);
+        _kvUsage.Set(step.KvCacheUsage);
+        _preemptions.Inc(step.Preemptions - _preemptionsSeen); // the engine reports a running total
+        _preemptionsSeen = step.Preemptions;
         for (int layer = 0; layer < step.ExpertLoads.Length; layer++)
             for (int expert = 0; expert < step.ExpertLoads[layer].Length; expert++)
                 if (step.ExpertLoads[layer][expert] > 0)

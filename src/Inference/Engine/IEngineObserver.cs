@@ -5,7 +5,10 @@ namespace MoeServe.Inference.Engine;
 /// <param name="Sequences">Sequences in the batch.</param>
 /// <param name="ExpertLoads">Token-expert pairs executed, [layer][expert].</param>
 /// <param name="Seconds">Wall time of the forward pass.</param>
-public sealed record StepStats(int Tokens, int Sequences, long[][] ExpertLoads, double Seconds, int Running, int Waiting);
+/// <param name="KvCacheUsage">Share of the key/value cache blocks held by sequences, 0..1.</param>
+/// <param name="Preemptions">Sequences preempted since the engine started.</param>
+public sealed record StepStats(int Tokens, int Sequences, long[][] ExpertLoads, double Seconds, int Running, int Waiting,
+    double KvCacheUsage, long Preemptions);
 
 /// <summary>A finished sequence's timings (seconds) and token counts, for metrics.</summary>
 public sealed record SequenceStats(string Policy, int PromptTokens, int CompletionTokens, double QueueSeconds, string FinishReason);

@@ -140,7 +140,10 @@ public sealed class InferenceEngine : IDisposable
         }
         double seconds = Stopwatch.GetElapsedTime(begin).TotalSeconds;
         foreach (var (id, count) in scheduled.Sequences) Update(_sequences[id], count, logits, rows);
-        _observer.OnStep(new StepStats(scheduled.TotalTokens, scheduled.Sequences.Count, loads, seconds, _scheduler.Running, _scheduler.Waiting));
+        var blocks = _scheduler.Blocks;
+        double usage = 1.0 - (double)blocks.FreeBlocks / (_runner.Cache.Blocks - 1);
+        _observer.OnStep(new StepStats(scheduled.TotalTokens, scheduled.Sequences.Count, loads, seconds, _scheduler.Running, _scheduler.Waiting,
+            usage, _scheduler.Preemptions));
     }
 
     private void Update(Sequence s, int tokensRun, StepLogits logits, Dictionary<long, SequenceLogits> rows)
