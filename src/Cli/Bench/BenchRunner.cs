@@ -1,0 +1,123 @@
+using System.Diagnostics;
+using MoeServe.Inference.Model;
+using static TorchSharp.torch;
+
+namespace MoeServe.Cli.Bench;
+
+/// <summary>
+/// Measures prefill and greedy decode of one loaded model the way the engine drives it: one
+/// <see cref="MoeForCausalLM.Forward"/> per step over a flat batch, a fresh KV cache per sequence.
+/// Must run on a thread that is in inference mode.
+/// </summary>
+public sealed class BenchRunner(MoeForCausalLM model, BenchSettings settings)
+{
+    /// <summary>Timings and memory of one prefill followed by its decode steps.</summary>
+    private sealed record Pass(double PrefillSeconds, double[] StepSeconds, long PrefillRssDelta, long DecodeRssDelta);
+
+    /// <summary>One warm-up pass, then <see cref="BenchSettings.Repeats"/> measured passes of <paramref name="batch"/> sequences.</summary>
+    public BenchRow Run(int batch, double loadSeconds)
+    {
+        // Warm-up: libtorch picks kernels and the allocator grows its pools on the first calls of each shape.
+        RunPass(batch, settings.WarmupDecodeTokens);
+        ProcessMemory.BeginWindow();
+        var contention = new CpuContention();
+        var passes = new List<Pass>();
+        for (int r = 0; r < settings.Repeats; r++) passes.Add(RunPass(batch, settings.DecodeTokens));
+        long peak = ProcessMemory.WindowPeak();
+        double? others = contention.OthersPercent();
+
+        int p = settings.PromptTokens, d = settings.DecodeTokens;
+        var steps = passes.SelectMany(x => x.StepSeconds).ToArray();
+        var config = model.Config;
+        long kvBytes = (long)batch * (p + d) * config.NumLayers * 2 * config.NumKvHeads * config.HeadDim
+                       * BenchSettings.ElementSize(model.ComputeDtype);
+        return new BenchRow(
+            model.ComputeDtype, batch, p, d,
+            PrefillTokensPerSecond: Statistics.Median(passes.Select(x => batch * p / x.PrefillSeconds).ToArray()),
+            DecodeTokensPerSecond: Statistics.Median(passes.Select(x => batch * d / x.StepSeconds.Sum()).ToArray()),
+            DecodeStepP50Ms: Statistics.Percentile(steps, 50) * 1e3,
+            DecodeStepP99Ms: Statistics.Percentile(steps, 99) * 1e3,
+            PeakRssBytes: peak,
+            PrefillRssDeltaBytes: passes.Max(x => x.PrefillRssDelta),
+            DecodeRssDeltaBytes: passes.Max(x => x.DecodeRssDelta),
+            KvCacheBytes: kvBytes,
+            LoadSeconds: loadSeconds,
+            OtherProcessesCpuPercent: others);
+    }
+
+    /// <summary>Prefills <paramref name="batch"/> prompts in one flat batch, then decodes <paramref name="decodeSteps"/> tokens each.</summary>
+    private Pass RunPass(int batch, int decodeSteps)
+    {
+        int p = settings.PromptTokens;
+        var caches = Enumerable.Range(0, batch).Select(_ => model.NewCache()).ToArray();
+        try
+        {
+            // Prefill: T = batch * P rows, one logits row per sequence (its last prompt token).
+            var tokens = new long[batch * p];
+            var slices = new SequenceSlice[batch];
+            var lastRows = new long[batch];
+            for (int b = 0; b < batch; b++)
+            {
+                Prompt(b).CopyTo(tokens, b * p);
+                slices[b] = new SequenceSlice(b * p, p, caches[b]);
+                lastRows[b] = b * p + p - 1;
+            }
+            var (prefillSeconds, next, prefillDelta) = Step(tokens, slices, lastRows);
+
+            // Decode: T = batch rows, one new token per sequence, every row needs logits.
+            var allRows = Enumerable.Range(0, batch).Select(b => (long)b).ToArray();
+            var decodeSlices = Enumerable.Range(0, batch).Select(b => new SequenceSlice(b, 1, caches[b])).ToArray();
+            var stepSeconds = new double[decodeSteps];
+            long decodeDelta = 0;
+            for (int s = 0; s < decodeSteps; s++)
+            {
+                (stepSeconds[s], next, long delta) = Step(next, decodeSlices, allRows);
+                decodeDelta = Math.Max(decodeDelta, delta);
+            }
+            return new Pass(prefillSeconds, stepSeconds, prefillDelta, decodeDelta);
+        }
+        finally
+        {
+            foreach (var c in caches) c.Dispose();
+        }
+    }
+
+    /// <summary>One timed forward pass plus greedy selection (what an engine step costs before detokenising).</summary>
+    /// <returns>Seconds, the argmax token of each logits row ([R]), and how far RSS rose above its level before the step.</returns>
+    private (double Seconds, long[] Next, long RssDelta) Step(long[] tokens, SequenceSlice[] slices, long[] logitRows)
+    {
+        long rssBefore = ProcessMemory.CurrentRss();
+        ProcessMemory.ResetPeak();
+        long start = Stopwatch.GetTimestamp();
+        long[] next;
+        using (var scope = NewDisposeScope())
+        {
+            var logits = model.Forward(new ForwardBatch { TokenIds = tokens, Sequences = slices, LogitRows = logitRows }); // [R, V]
+            next = Argmax(logits.data<float>().ToArray(), (int)logits.shape[1]);
+        }
+        double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        return (seconds, next, ProcessMemory.PeakRss() - rssBefore);
+    }
+
+    /// <param name="logits">[R, V] float32, row-major.</param>
+    /// <returns>[R] index of each row's largest logit.</returns>
+    private static long[] Argmax(float[] logits, int vocab)
+    {
+        var result = new long[logits.Length / vocab];
+        for (int r = 0; r < result.Length; r++)
+        {
+            var row = logits.AsSpan(r * vocab, vocab);
+            int best = 0;
+            for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
+            result[r] = best;
+        }
+        return result;
+    }
+
+    /// <summary>Sequence <paramref name="index"/>'s prompt: P token ids, pseudo-random but identical on every run.</summary>
+    private long[] Prompt(int index)
+    {
+        var random = new Random(settings.Seed + index);
+        return Enumerable.Range(0, settings.PromptTokens).Select(_ => (long)random.Next(model.Config.VocabSize)).ToArray();
+    }
+}

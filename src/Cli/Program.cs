@@ -1,0 +1,9 @@
+using System.CommandLine;
+using MoeServe.Cli.Bench;
+
+// moeserve-cli: one subcommand per job. Each subcommand builds its own System.CommandLine Command.
+var root = new RootCommand("MoeServe command-line tools")
+{
+    BenchCommand.Create(),
+};
+return root.Parse(args).Invoke();
