@@ -5,5 +5,6 @@ using MoeServe.Cli.Bench;
 var root = new RootCommand("MoeServe command-line tools")
 {
     BenchCommand.Create(),
+    MoeServe.Cli.Load.LoadCommand.Create(),
 };
 return root.Parse(args).Invoke();

@@ -48,43 +48,42 @@ public sealed class BenchRunner(MoeForCausalLM model, BenchSettings settings)
     /// <summary>Prefills <paramref name="batch"/> prompts in one flat batch, then decodes <paramref name="decodeSteps"/> tokens each.</summary>
     private Pass RunPass(int batch, int decodeSteps)
     {
+        const int blockSize = 16;
         int p = settings.PromptTokens;
-        var caches = Enumerable.Range(0, batch).Select(_ => model.NewCache()).ToArray();
-        try
-        {
-            // Prefill: T = batch * P rows, one logits row per sequence (its last prompt token).
-            var tokens = new long[batch * p];
-            var slices = new SequenceSlice[batch];
-            var lastRows = new long[batch];
-            for (int b = 0; b < batch; b++)
-            {
-                Prompt(b).CopyTo(tokens, b * p);
-                slices[b] = new SequenceSlice(b * p, p, caches[b]);
-                lastRows[b] = b * p + p - 1;
-            }
-            var (prefillSeconds, next, prefillDelta) = Step(tokens, slices, lastRows);
+        // Each sequence owns a contiguous run of blocks of the paged cache (block 0 is the reserved padding block).
+        int blocksPerSequence = (p + decodeSteps + blockSize - 1) / blockSize;
+        using var cache = model.NewCache(1 + batch * blocksPerSequence, blockSize);
+        var blocks = Enumerable.Range(0, batch).Select(b => Enumerable.Range(1 + b * blocksPerSequence, blocksPerSequence).ToList()).ToArray();
 
-            // Decode: T = batch rows, one new token per sequence, every row needs logits.
-            var allRows = Enumerable.Range(0, batch).Select(b => (long)b).ToArray();
-            var decodeSlices = Enumerable.Range(0, batch).Select(b => new SequenceSlice(b, 1, caches[b])).ToArray();
-            var stepSeconds = new double[decodeSteps];
-            long decodeDelta = 0;
-            for (int s = 0; s < decodeSteps; s++)
-            {
-                (stepSeconds[s], next, long delta) = Step(next, decodeSlices, allRows);
-                decodeDelta = Math.Max(decodeDelta, delta);
-            }
-            return new Pass(prefillSeconds, stepSeconds, prefillDelta, decodeDelta);
-        }
-        finally
+        // Prefill: T = batch * P rows, one logits row per sequence (its last prompt token).
+        var tokens = new long[batch * p];
+        var slices = new SequenceSlice[batch];
+        var lastRows = new long[batch];
+        for (int b = 0; b < batch; b++)
         {
-            foreach (var c in caches) c.Dispose();
+            Prompt(b).CopyTo(tokens, b * p);
+            slices[b] = new SequenceSlice(b * p, p, 0, cache.Slots(blocks[b], p));
+            lastRows[b] = b * p + p - 1;
         }
+        var (prefillSeconds, next, prefillDelta) = Step(tokens, slices, lastRows, cache);
+
+        // Decode: T = batch rows, one new token per sequence, every row needs logits.
+        var allRows = Enumerable.Range(0, batch).Select(b => (long)b).ToArray();
+        var stepSeconds = new double[decodeSteps];
+        long decodeDelta = 0;
+        for (int s = 0; s < decodeSteps; s++)
+        {
+            int past = p + s;
+            var decodeSlices = Enumerable.Range(0, batch).Select(b => new SequenceSlice(b, 1, past, cache.Slots(blocks[b], past + 1))).ToArray();
+            (stepSeconds[s], next, long delta) = Step(next, decodeSlices, allRows, cache);
+            decodeDelta = Math.Max(decodeDelta, delta);
+        }
+        return new Pass(prefillSeconds, stepSeconds, prefillDelta, decodeDelta);
     }
 
     /// <summary>One timed forward pass plus greedy selection (what an engine step costs before detokenising).</summary>
     /// <returns>Seconds, the argmax token of each logits row ([R]), and how far RSS rose above its level before the step.</returns>
-    private (double Seconds, long[] Next, long RssDelta) Step(long[] tokens, SequenceSlice[] slices, long[] logitRows)
+    private (double Seconds, long[] Next, long RssDelta) Step(long[] tokens, SequenceSlice[] slices, long[] logitRows, PagedKvCache cache)
     {
         long rssBefore = ProcessMemory.CurrentRss();
         ProcessMemory.ResetPeak();
@@ -92,7 +91,7 @@ public sealed class BenchRunner(MoeForCausalLM model, BenchSettings settings)
         long[] next;
         using (var scope = NewDisposeScope())
         {
-            var logits = model.Forward(new ForwardBatch { TokenIds = tokens, Sequences = slices, LogitRows = logitRows }); // [R, V]
+            var logits = model.Forward(new ForwardBatch { TokenIds = tokens, Sequences = slices, LogitRows = logitRows, Cache = cache }); // [R, V]
             next = Argmax(logits.data<float>().ToArray(), (int)logits.shape[1]);
         }
         double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
