@@ -12,8 +12,10 @@ public sealed class RoutingAssignment : IDisposable
 {
     /// <param name="expertIds">[T, S] int64, -1 marks an empty slot.</param>
     /// <param name="weights">[T, S] float32, 0 on empty slots.</param>
-    public RoutingAssignment(Tensor expertIds, Tensor weights)
+    /// <param name="mayHaveEmptySlots">False when every slot holds an expert (vanilla), so dispatch can skip filtering.</param>
+    public RoutingAssignment(Tensor expertIds, Tensor weights, bool mayHaveEmptySlots = true)
     {
+        MayHaveEmptySlots = mayHaveEmptySlots;
         if (expertIds.dtype != ScalarType.Int64) throw new ArgumentException("expert ids must be int64", nameof(expertIds));
         if (weights.dtype != ScalarType.Float32) throw new ArgumentException("weights must be float32", nameof(weights));
         if (!expertIds.shape.SequenceEqual(weights.shape) || expertIds.dim() != 2)
@@ -21,6 +23,8 @@ public sealed class RoutingAssignment : IDisposable
         ExpertIds = expertIds;
         Weights = weights;
     }
+
+    public bool MayHaveEmptySlots { get; }
 
     /// <summary>[T, S] int64.</summary>
     public Tensor ExpertIds { get; }

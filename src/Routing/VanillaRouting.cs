@@ -19,9 +19,9 @@ public static class VanillaRouting
         // contract's tie rule (higher p first, then lower expert id) on every backend.
         var (sortedValues, sortedIds) = probs.sort(dim: 1, descending: true, stable: true);
         var values = sortedValues.narrow(1, 0, gate.TopK);
-        var ids = sortedIds.narrow(1, 0, gate.TopK).contiguous();
+        var ids = sortedIds.narrow(1, 0, gate.TopK);
         var weights = gate.RenormalizeTopK ? values / values.sum(1, keepdim: true) : values;
-        return new RoutingAssignment(ids, weights.contiguous());
+        return new RoutingAssignment(ids, weights, mayHaveEmptySlots: false);
     }
 
     internal static void RequireProbabilities(Tensor probs, GateSemantics gate)

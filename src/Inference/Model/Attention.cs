@@ -39,9 +39,8 @@ public sealed class Attention : IDisposable
     }
 
     /// <param name="x">[T, H] normalised hidden states of the flat batch, compute dtype.</param>
-    /// <param name="positions">[T] int64 absolute positions.</param>
     /// <returns>[T, H] attention output, compute dtype.</returns>
-    public Tensor Forward(Tensor x, Tensor positions, RotaryEmbedding rope, AttentionInput input)
+    public Tensor Forward(Tensor x, RotaryEmbedding rope, AttentionInput input)
     {
         using var scope = NewDisposeScope();
         long t = x.shape[0];
@@ -57,9 +56,10 @@ public sealed class Attention : IDisposable
         }
         if (q_norm is not null) q = q_norm.Forward(q);
         if (k_norm is not null) k = k_norm.Forward(k);
-        q = rope.Apply(q.view(t, heads, d), positions); // [T, heads, d]
-        k = rope.Apply(k.view(t, kvHeads, d), positions); // [T, kvHeads, d]
+        q = rope.Apply(q.view(t, heads, d), input.Rotary); // [T, heads, d]
+        k = rope.Apply(k.view(t, kvHeads, d), input.Rotary); // [T, kvHeads, d]
         v = v.view(t, kvHeads, d);
+        if (input.AllDecode) return F.linear(AttendDecodes(q, k, v, input), o_proj).MoveToOuterDisposeScope();
 
         var output = torch.empty([t, heads * d], x.dtype, x.device);
         foreach (var (start, length, past, newSlots, allSlots) in input.Prefills)
@@ -82,9 +82,9 @@ public sealed class Attention : IDisposable
         long l = q.shape[0], s = keys.shape[0];
         int heads = _config.NumHeads, kvHeads = _config.NumKvHeads, d = _config.HeadDim, group = heads / kvHeads;
         // Grouped-query attention without copying keys: queries as [kvHeads, group, L, d] against [kvHeads, 1, S, d].
-        var qg = q.view(l, kvHeads, group, d).permute(1, 2, 0, 3).to(ScalarType.Float32);   // [kvHeads, group, L, d]
-        var kh = keys.permute(1, 0, 2).unsqueeze(1).to(ScalarType.Float32);                  // [kvHeads, 1, S, d]
-        var vh = values.permute(1, 0, 2).unsqueeze(1).to(ScalarType.Float32);                // [kvHeads, 1, S, d]
+        var qg = q.view(l, kvHeads, group, d).permute(1, 2, 0, 3).AsFloat32();   // [kvHeads, group, L, d]
+        var kh = keys.permute(1, 0, 2).unsqueeze(1).AsFloat32();                  // [kvHeads, 1, S, d]
+        var vh = values.permute(1, 0, 2).unsqueeze(1).AsFloat32();                // [kvHeads, 1, S, d]
         // Softmax in fp32 (as Hugging Face's eager attention does), one cast back.
         var scores = torch.matmul(qg, kh.transpose(2, 3)) / Math.Sqrt(d);                    // [kvHeads, group, L, S]
         if (l > 1)
@@ -94,7 +94,7 @@ public sealed class Attention : IDisposable
             scores = scores.masked_fill(allowed.logical_not(), float.NegativeInfinity);
         }
         var attended = torch.matmul(scores.softmax(-1), vh);                                  // [kvHeads, group, L, d]
-        return attended.permute(2, 0, 1, 3).reshape(l, heads * d).to(q.dtype);
+        return attended.permute(2, 0, 1, 3).reshape(l, heads * d).As(q.dtype);
     }
 
     /// <summary>All decoding sequences at once: one query each against its padded cache.</summary>
@@ -109,13 +109,13 @@ public sealed class Attention : IDisposable
         var slots = input.DecodeSlots!;                                                       // [B, Smax]
         long smax = slots.shape[1];
         var (keys, values) = input.Cache.Append(_layer, input.DecodeNewSlots!, slots.view(-1), k, v); // [B*Smax, kvHeads, d]
-        var kh = keys.view(b, smax, kvHeads, d).permute(0, 2, 1, 3).to(ScalarType.Float32);   // [B, kvHeads, Smax, d]
-        var vh = values.view(b, smax, kvHeads, d).permute(0, 2, 1, 3).to(ScalarType.Float32); // [B, kvHeads, Smax, d]
-        var qg = q.view(b, kvHeads, group, d).to(ScalarType.Float32);                         // [B, kvHeads, group, d]
+        var kh = keys.view(b, smax, kvHeads, d).permute(0, 2, 1, 3).AsFloat32();   // [B, kvHeads, Smax, d]
+        var vh = values.view(b, smax, kvHeads, d).permute(0, 2, 1, 3).AsFloat32(); // [B, kvHeads, Smax, d]
+        var qg = q.view(b, kvHeads, group, d).AsFloat32();                         // [B, kvHeads, group, d]
         var scores = torch.matmul(qg, kh.transpose(2, 3)) / Math.Sqrt(d);                    // [B, kvHeads, group, Smax]
         scores = scores.masked_fill(input.DecodePadding!, float.NegativeInfinity);
         var attended = torch.matmul(scores.softmax(-1), vh);                                  // [B, kvHeads, group, d]
-        return attended.reshape(b, heads * d).to(q.dtype);
+        return attended.reshape(b, heads * d).As(q.dtype);
     }
 
     public void Dispose()

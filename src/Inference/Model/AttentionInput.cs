@@ -7,9 +7,15 @@ namespace MoeServe.Inference.Model;
 /// Per-step attention metadata shared by every layer, built once per forward pass: the cache, each
 /// prefill sequence's slots, and the padded slot table of all decoding sequences.
 /// </summary>
-public sealed class AttentionInput(PagedKvCache cache) : IDisposable
+public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : IDisposable
 {
     public PagedKvCache Cache { get; } = cache;
+
+    /// <summary>cos/sin of every row's position.</summary>
+    public RotaryTables Rotary { get; } = rotary;
+
+    /// <summary>Every row is a decoding sequence's one new token (the steady state): no row gathers needed.</summary>
+    public bool AllDecode { get; private set; }
 
     /// <summary>Sequences with several new tokens: attended one by one.</summary>
     public List<(int Start, int Length, int Past, Tensor NewSlots, Tensor AllSlots)> Prefills { get; } = [];
@@ -26,9 +32,9 @@ public sealed class AttentionInput(PagedKvCache cache) : IDisposable
     /// <summary>[B, 1, 1, Smax] bool, true where a padded position must be ignored.</summary>
     public Tensor? DecodePadding { get; set; }
 
-    public static AttentionInput Build(ForwardBatch batch, Device device)
+    public static AttentionInput Build(ForwardBatch batch, RotaryTables rotary, Device device)
     {
-        var input = new AttentionInput(batch.Cache);
+        var input = new AttentionInput(batch.Cache, rotary);
         var decodes = batch.Sequences.Where(s => s.Length == 1 && s.Past > 0).ToList();
         foreach (var s in batch.Sequences.Where(s => !(s.Length == 1 && s.Past > 0)))
             input.Prefills.Add((s.Start, s.Length, s.Past,
@@ -45,6 +51,7 @@ public sealed class AttentionInput(PagedKvCache cache) : IDisposable
                 Array.Copy(s, 0, slots, b * max, s.Length);
                 for (int p = s.Length; p < max; p++) padding[b * max + p] = true;
             }
+            input.AllDecode = decodes.Count == batch.Sequences.Count;
             input.DecodeRows = torch.tensor(decodes.Select(s => (long)s.Start).ToArray(), device: device);
             input.DecodeNewSlots = torch.tensor(decodes.Select(s => s.Slots[^1]).ToArray(), device: device);
             input.DecodeSlots = torch.tensor(slots, device: device).view(decodes.Count, max);
@@ -56,6 +63,7 @@ public sealed class AttentionInput(PagedKvCache cache) : IDisposable
     public void Dispose()
     {
         foreach (var p in Prefills) { p.NewSlots.Dispose(); p.AllSlots.Dispose(); }
+        Rotary.Dispose();
         DecodeRows?.Dispose();
         DecodeNewSlots?.Dispose();
         DecodeSlots?.Dispose();

@@ -24,12 +24,11 @@ public sealed class DecoderLayer : IDisposable
     }
 
     /// <param name="x">[T, H] residual stream, compute dtype.</param>
-    /// <param name="positions">[T] int64.</param>
     /// <returns>[T, H] the residual stream after this layer.</returns>
-    public Tensor Forward(Tensor x, Tensor positions, RotaryEmbedding rope, AttentionInput attention, ForwardBatch batch, long[] expertLoad)
+    public Tensor Forward(Tensor x, RotaryEmbedding rope, AttentionInput attention, ForwardBatch batch, long[] expertLoad)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.Forward(input_layernorm.Forward(x), positions, rope, attention);
+        var h = x + self_attn.Forward(input_layernorm.Forward(x), rope, attention);
         var output = h + moe.Forward(post_attention_layernorm.Forward(h), batch.Policy, expertLoad);
         return output.MoveToOuterDisposeScope();
     }

@@ -70,12 +70,12 @@ public sealed class MoeForCausalLM : IDisposable
         var ids = torch.tensor(batch.TokenIds, device: Device);     // [T]
         var positions = torch.tensor(positionsHost, device: Device); // [T]
         var x = embed_tokens.index_select(0, ids);                   // [T, H]
-        using var attention = AttentionInput.Build(batch, Device);
+        using var attention = AttentionInput.Build(batch, _rope.Tables(positions, ComputeDtype), Device);
         var loads = new long[layers.Length][];
         for (int i = 0; i < layers.Length; i++)
         {
             loads[i] = new long[Config.NumExperts];
-            x = layers[i].Forward(x, positions, _rope, attention, batch, loads[i]);
+            x = layers[i].Forward(x, _rope, attention, batch, loads[i]);
         }
         batch.ExpertLoads = loads;
         // A prefill chunk that neither ends its prompt nor wants prompt logprobs asks for no rows.

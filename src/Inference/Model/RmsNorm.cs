@@ -14,9 +14,9 @@ public sealed class RmsNorm(Tensor weight, double eps) : IDisposable
     public Tensor Forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var x32 = x.to(ScalarType.Float32);
-        var normed = x32 * torch.rsqrt(x32.pow(2).mean([-1L], keepdim: true) + eps);
-        return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
+        var x32 = x.AsFloat32();
+        var inverseRms = x32.square().mean([-1L], keepdim: true).add_(eps).rsqrt_(); // [..., 1] fp32
+        return (weight * (x32 * inverseRms).As(x.dtype)).MoveToOuterDisposeScope();
     }
 
     public void Dispose() => weight.Dispose();

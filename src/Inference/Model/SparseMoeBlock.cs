@@ -55,38 +55,44 @@ public sealed class SparseMoeBlock : IDisposable
     {
         using var scope = NewDisposeScope();
         long t = x.shape[0];
-        var probs = F.linear(x, gate).to(ScalarType.Float32).softmax(1); // [T, E] fp32 router maths
+        var probs = F.linear(x, gate).AsFloat32().softmax(1); // [T, E] fp32 router maths
         using var assignment = LayerRouter.Route(probs, _semantics, policy);
         long slots = assignment.ExpertIds.shape[1];
 
-        var flatExperts = assignment.ExpertIds.reshape(-1);                                   // [T*S]
-        var flatWeights = assignment.Weights.reshape(-1);                                     // [T*S]
-        var flatTokens = torch.arange(t, ScalarType.Int64, x.device).repeat_interleave(slots); // [T*S]
-        var valid = flatExperts.ge(0).nonzero().squeeze(1);                                   // [N]
-        var experts = flatExperts.index_select(0, valid);
-        var order = experts.sort(dim: 0, descending: false, stable: true).Indices;
-        var sortedTokens = flatTokens.index_select(0, valid).index_select(0, order);          // [N]
-        var sortedWeights = flatWeights.index_select(0, valid).index_select(0, order);        // [N]
-        var counts = experts.bincount(null, _semantics.NumExperts).cpu().data<long>().ToArray(); // [E]
+        // Pairs in token-major order; pair i belongs to token i / S.
+        var experts = assignment.ExpertIds.reshape(-1);  // [T*S]
+        var weights = assignment.Weights.reshape(-1);    // [T*S]
+        var pairs = torch.empty(0, ScalarType.Int64);    // [N] indices of the valid pairs, when some are empty
+        if (assignment.MayHaveEmptySlots)
+        {
+            pairs = experts.ge(0).nonzero().squeeze(1);
+            experts = experts.index_select(0, pairs);
+            weights = weights.index_select(0, pairs);
+        }
+        // Sort pairs by expert (stable: token order within an expert), count them, take a running sum.
+        var (sortedExperts, order) = experts.sort(dim: 0, descending: false, stable: true);
+        var pairIndex = assignment.MayHaveEmptySlots ? pairs.index_select(0, order) : order;
+        var sortedTokens = pairIndex.div(slots, rounding_mode: RoundingMode.floor);        // [N]
+        var sortedWeights = weights.index_select(0, order);                                // [N]
+        var counts = sortedExperts.bincount(null, _semantics.NumExperts).OnCpu().data<long>().ToArray(); // [E]
 
         var inputs = x.index_select(0, sortedTokens); // [N, H]
-        var outputs = torch.empty_like(inputs);       // [N, H]
+        var outputs = new List<Tensor>(counts.Length);
         long offset = 0;
         for (int e = 0; e < counts.Length; e++)
         {
             expertLoad[e] += counts[e];
             if (counts[e] == 0) continue;
-            var slice = inputs.narrow(0, offset, counts[e]);
-            var gateUp = F.linear(slice, _gateUp[e]);                                    // [n, 2F]
-            var hidden = F.silu(gateUp.narrow(1, 0, _ffn)) * gateUp.narrow(1, _ffn, _ffn); // [n, F]
-            outputs.narrow(0, offset, counts[e]).copy_(F.linear(hidden, _down[e]));     // [n, H]
+            var gateUp = F.linear(inputs.narrow(0, offset, counts[e]), _gateUp[e]).chunk(2, 1); // 2 x [n, F]
+            outputs.Add(F.linear(F.silu(gateUp[0]).mul_(gateUp[1]), _down[e]));             // [n, H]
             offset += counts[e];
         }
-        // Hugging Face casts the routing weights to the hidden dtype before scaling.
-        outputs.mul_(sortedWeights.to(x.dtype).unsqueeze(1));
         var result = torch.zeros([t, x.shape[1]], x.dtype, x.device);
-        result.index_add_(0, sortedTokens, outputs, 1.0);
-        return result.MoveToOuterDisposeScope();
+        if (outputs.Count == 0) return result.MoveToOuterDisposeScope(); // every pair dropped
+        var combined = outputs.Count == 1 ? outputs[0] : torch.cat(outputs, 0); // [N, H]
+        // Hugging Face casts the routing weights to the hidden dtype before scaling.
+        combined.mul_(sortedWeights.As(x.dtype).unsqueeze(1));
+        return result.index_add_(0, sortedTokens, combined, 1.0).MoveToOuterDisposeScope();
     }
 
     public void Dispose()
