@@ -12,24 +12,26 @@ namespace MoeServe.Inference.Model;
 /// </summary>
 public sealed class Attention : IDisposable
 {
-    public Tensor q_proj { get; }   // [heads*d, H]
-    public Tensor k_proj { get; }   // [kvHeads*d, H]
-    public Tensor v_proj { get; }   // [kvHeads*d, H]
+    /// <summary>q_proj, k_proj and v_proj stacked: [(heads + 2 kvHeads) * d, H]. One matrix multiply instead of three.</summary>
+    public Tensor qkv_proj { get; }
     public Tensor o_proj { get; }   // [H, heads*d]
     public RmsNorm? q_norm { get; } // [heads*d] (OLMoE)
     public RmsNorm? k_norm { get; } // [kvHeads*d] (OLMoE)
 
     private readonly ModelConfig _config;
     private readonly int _layer;
+    private readonly long[] _splits; // sizes of q, k, v in the fused projection
 
     public Attention(ModelConfig config, int layer, string prefix, WeightStore weights, ScalarType dtype, Device device)
     {
         _config = config;
         _layer = layer;
         long h = config.HiddenSize, qDim = config.NumHeads * config.HeadDim, kvDim = config.NumKvHeads * config.HeadDim;
-        q_proj = weights.Load($"{prefix}.q_proj.weight", [qDim, h], dtype, device);
-        k_proj = weights.Load($"{prefix}.k_proj.weight", [kvDim, h], dtype, device);
-        v_proj = weights.Load($"{prefix}.v_proj.weight", [kvDim, h], dtype, device);
+        using (var q = weights.Load($"{prefix}.q_proj.weight", [qDim, h], dtype, device))
+        using (var k = weights.Load($"{prefix}.k_proj.weight", [kvDim, h], dtype, device))
+        using (var v = weights.Load($"{prefix}.v_proj.weight", [kvDim, h], dtype, device))
+            qkv_proj = torch.cat([q, k, v], dim: 0).DetachFromDisposeScope();
+        _splits = [qDim, kvDim, kvDim];
         o_proj = weights.Load($"{prefix}.o_proj.weight", [h, qDim], dtype, device);
         if (config.HasQkNorm)
         {
@@ -45,15 +47,10 @@ public sealed class Attention : IDisposable
         using var scope = NewDisposeScope();
         long t = x.shape[0];
         int heads = _config.NumHeads, kvHeads = _config.NumKvHeads, d = _config.HeadDim;
-        var q = F.linear(x, q_proj);
-        var k = F.linear(x, k_proj);
-        var v = F.linear(x, v_proj);
-        if (_config.ClipQkv is double clip)
-        {
-            q = q.clamp(-clip, clip);
-            k = k.clamp(-clip, clip);
-            v = v.clamp(-clip, clip);
-        }
+        var qkv = F.linear(x, qkv_proj); // [T, (heads + 2 kvHeads) * d]
+        if (_config.ClipQkv is double clip) qkv = qkv.clamp(-clip, clip);
+        var split = qkv.split(_splits, dim: 1);
+        Tensor q = split[0], k = split[1], v = split[2];
         if (q_norm is not null) q = q_norm.Forward(q);
         if (k_norm is not null) k = k_norm.Forward(k);
         q = rope.Apply(q.view(t, heads, d), input.Rotary); // [T, heads, d]
@@ -113,14 +110,14 @@ public sealed class Attention : IDisposable
         var vh = values.view(b, smax, kvHeads, d).permute(0, 2, 1, 3).AsFloat32(); // [B, kvHeads, Smax, d]
         var qg = q.view(b, kvHeads, group, d).AsFloat32();                         // [B, kvHeads, group, d]
         var scores = torch.matmul(qg, kh.transpose(2, 3)) / Math.Sqrt(d);                    // [B, kvHeads, group, Smax]
-        scores = scores.masked_fill(input.DecodePadding!, float.NegativeInfinity);
+        if (input.DecodePadding is { } padding) scores = scores.masked_fill(padding, float.NegativeInfinity);
         var attended = torch.matmul(scores.softmax(-1), vh);                                  // [B, kvHeads, group, d]
         return attended.reshape(b, heads * d).As(q.dtype);
     }
 
     public void Dispose()
     {
-        q_proj.Dispose(); k_proj.Dispose(); v_proj.Dispose(); o_proj.Dispose();
+        qkv_proj.Dispose(); o_proj.Dispose();
         q_norm?.Dispose(); k_norm?.Dispose();
     }
 }

@@ -29,7 +29,7 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
     /// <summary>[B, Smax] int64 slots of every position of each decoding sequence, padded with slot 0.</summary>
     public Tensor? DecodeSlots { get; set; }
 
-    /// <summary>[B, 1, 1, Smax] bool, true where a padded position must be ignored.</summary>
+    /// <summary>[B, 1, 1, Smax] bool, true where a padded position must be ignored; null when no sequence is padded.</summary>
     public Tensor? DecodePadding { get; set; }
 
     public static AttentionInput Build(ForwardBatch batch, RotaryTables rotary, Device device)
@@ -55,7 +55,8 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
             input.DecodeRows = torch.tensor(decodes.Select(s => (long)s.Start).ToArray(), device: device);
             input.DecodeNewSlots = torch.tensor(decodes.Select(s => s.Slots[^1]).ToArray(), device: device);
             input.DecodeSlots = torch.tensor(slots, device: device).view(decodes.Count, max);
-            input.DecodePadding = torch.tensor(padding, device: device).view(decodes.Count, 1, 1, max);
+            if (decodes.Any(s => s.Slots.Length < max))
+                input.DecodePadding = torch.tensor(padding, device: device).view(decodes.Count, 1, 1, max);
         }
         return input;
     }

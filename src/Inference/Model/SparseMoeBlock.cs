@@ -69,12 +69,14 @@ public sealed class SparseMoeBlock : IDisposable
             experts = experts.index_select(0, pairs);
             weights = weights.index_select(0, pairs);
         }
-        // Sort pairs by expert (stable: token order within an expert), count them, take a running sum.
-        var (sortedExperts, order) = experts.sort(dim: 0, descending: false, stable: true);
-        var pairIndex = assignment.MayHaveEmptySlots ? pairs.index_select(0, order) : order;
-        var sortedTokens = pairIndex.div(slots, rounding_mode: RoundingMode.floor);        // [N]
-        var sortedWeights = weights.index_select(0, order);                                // [N]
-        var counts = sortedExperts.bincount(null, _semantics.NumExperts).OnCpu().data<long>().ToArray(); // [E]
+        // Sort pairs by expert (stable: token order within an expert) and count them. A counting sort on
+        // the host: the counts must reach the host anyway to slice each expert's rows, and for the few
+        // hundred pairs of a step it costs less than a tensor sort plus bincount.
+        var (order, counts) = CountingSort(experts.OnCpu().data<long>().ToArray(), _semantics.NumExperts);
+        var orderTensor = torch.tensor(order, device: x.device);                                           // [N]
+        var pairIndex = assignment.MayHaveEmptySlots ? pairs.index_select(0, orderTensor) : orderTensor;
+        var sortedTokens = pairIndex.div(slots, rounding_mode: RoundingMode.floor);                        // [N]
+        var sortedWeights = weights.index_select(0, orderTensor);                                          // [N]
 
         var inputs = x.index_select(0, sortedTokens); // [N, H]
         var outputs = new List<Tensor>(counts.Length);
@@ -93,6 +95,19 @@ public sealed class SparseMoeBlock : IDisposable
         // Hugging Face casts the routing weights to the hidden dtype before scaling.
         combined.mul_(sortedWeights.As(x.dtype).unsqueeze(1));
         return result.index_add_(0, sortedTokens, combined, 1.0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Stable counting sort of expert ids.</summary>
+    /// <returns>The positions of <paramref name="experts"/> ordered by expert, and each expert's count.</returns>
+    internal static (long[] Order, long[] Counts) CountingSort(long[] experts, int numExperts)
+    {
+        var counts = new long[numExperts];
+        foreach (var e in experts) counts[e]++;
+        var next = new long[numExperts];
+        for (int e = 1; e < numExperts; e++) next[e] = next[e - 1] + counts[e - 1];
+        var order = new long[experts.Length];
+        for (int i = 0; i < experts.Length; i++) order[next[experts[i]]++] = i;
+        return (order, counts);
     }
 
     public void Dispose()
