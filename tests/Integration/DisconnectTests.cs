@@ -41,6 +41,7 @@ public sealed class DisconnectTests(ServerFixture fixture)
         var http = fixture.Http;
         var request = HttpApi.ChatBody(maxTokens: 1500, temperature: 1);
         request["stream"] = true;
+        request["ignore_eos"] = true; // the request must still be running when the client goes away
         double cancelledBefore = HttpApi.MetricValue((await HttpApi.GetAsync(http, "/metrics")).Body, "moeserve_requests_total{finish_reason=\"cancelled\"}") ?? 0;
 
         var (client, response, body) = await OpenStreamAsync(fixture.BaseUrl, HttpApi.Chat, request, chunks: 3);
@@ -83,7 +84,9 @@ public sealed class DisconnectTests(ServerFixture fixture)
         using var cts = new CancellationTokenSource();
         var handler = new SocketsHttpHandler { MaxResponseDrainSize = 0 };
         using var client = new HttpClient(handler) { BaseAddress = new Uri(fixture.BaseUrl), Timeout = Timeout.InfiniteTimeSpan };
-        var send = client.PostAsync(HttpApi.Chat, new StringContent(HttpApi.ChatBody(maxTokens: 1500, temperature: 1).ToJsonString(), Encoding.UTF8, "application/json"), cts.Token);
+        var body = HttpApi.ChatBody(maxTokens: 1500, temperature: 1);
+        body["ignore_eos"] = true; // the request must still be running when the client goes away
+        var send = client.PostAsync(HttpApi.Chat, new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"), cts.Token);
 
         // Wait until the engine runs it, then hang up.
         var clock = Stopwatch.StartNew();
@@ -130,6 +133,7 @@ public sealed class QueueFullTests(QueueFullServerFixture fixture) : IClassFixtu
         using var http = new HttpClient { BaseAddress = fixture.Server.BaseUri, Timeout = TimeSpan.FromSeconds(60) };
         var request = HttpApi.ChatBody(maxTokens: 1500, temperature: 1);
         request["stream"] = true;
+        request["ignore_eos"] = true; // a sampled end-of-sequence token must not free the slot early
         var (client, response, body) = await DisconnectTests.OpenStreamAsync(fixture.Server.BaseUrl, HttpApi.Chat, request, chunks: 2);
         try
         {

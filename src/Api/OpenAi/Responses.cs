@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace MoeServe.Api.OpenAi;
 
 /// <summary>Token usage of a request.</summary>
@@ -26,13 +28,17 @@ public sealed record ChatChoiceDto(int Index, ChatMessageResponseDto Message, Ch
 public sealed record ChatCompletionResponse(string Id, string Object, long Created, string Model,
     List<ChatChoiceDto> Choices, UsageDto Usage, MoeRoutingDto MoeRouting, string? SystemFingerprint = null);
 
-public sealed record ChatDeltaDto(string? Role, string? Content);
+/// <summary>A streamed delta: role on the first chunk, content after it, and {} on the final chunk, as OpenAI sends them.</summary>
+public sealed record ChatDeltaDto(
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
 
 public sealed record ChatChunkChoiceDto(int Index, ChatDeltaDto Delta, ChatLogprobsDto? Logprobs, string? FinishReason);
 
 /// <summary>A chat.completion.chunk object (one server-sent event).</summary>
 public sealed record ChatCompletionChunk(string Id, string Object, long Created, string Model,
-    List<ChatChunkChoiceDto> Choices, UsageDto? Usage, MoeRoutingDto? MoeRouting = null);
+    List<ChatChunkChoiceDto> Choices, UsageDto? Usage,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] MoeRoutingDto? MoeRouting = null);
 
 /// <summary>Legacy completions logprobs: parallel lists per token.</summary>
 public sealed record CompletionLogprobsDto(List<string> Tokens, List<float?> TokenLogprobs,
@@ -42,7 +48,8 @@ public sealed record CompletionChoiceDto(int Index, string Text, CompletionLogpr
 
 /// <summary>A text_completion object (also each streamed chunk).</summary>
 public sealed record CompletionResponse(string Id, string Object, long Created, string Model,
-    List<CompletionChoiceDto> Choices, UsageDto? Usage, MoeRoutingDto? MoeRouting = null);
+    List<CompletionChoiceDto> Choices, UsageDto? Usage,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] MoeRoutingDto? MoeRouting = null);
 
 public sealed record ModelDto(string Id, string Object, long Created, string OwnedBy);
 

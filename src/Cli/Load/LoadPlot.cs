@@ -13,8 +13,8 @@ public static class LoadPlot
         model.Axes.Add(new LogarithmicAxis { Position = AxisPosition.Bottom, Title = "concurrent clients", Base = 2, MajorGridlineStyle = LineStyle.Dot });
         model.Axes.Add(new LinearAxis { Position = AxisPosition.Left, Title = "output tokens/s", Key = "tps", Minimum = 0 });
         model.Axes.Add(new LinearAxis { Position = AxisPosition.Right, Title = "inter-token latency p99 (ms)", Key = "itl", Minimum = 0 });
-        var throughput = new LineSeries { Title = "output tokens/s", YAxisKey = "tps", MarkerType = MarkerType.Circle, Color = OxyColors.SteelBlue };
-        var latency = new LineSeries { Title = "ITL p99 ms", YAxisKey = "itl", MarkerType = MarkerType.Square, Color = OxyColors.OrangeRed, LineStyle = LineStyle.Dash };
+        var throughput = new LineSeries { Title = "tokens/s", YAxisKey = "tps", MarkerType = MarkerType.Circle, Color = OxyColors.SteelBlue };
+        var latency = new LineSeries { Title = "ITL p99", YAxisKey = "itl", MarkerType = MarkerType.Square, Color = OxyColors.OrangeRed, LineStyle = LineStyle.Dash };
         foreach (var l in levels)
         {
             throughput.Points.Add(new DataPoint(l.Concurrency, l.OutputTokensPerSecond));
