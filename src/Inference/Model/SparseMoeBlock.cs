@@ -9,7 +9,8 @@ namespace MoeServe.Inference.Model;
 /// <summary>
 /// The sparse mixture-of-experts feed-forward block. The gate scores every token, the routing policy
 /// (a pure function in MoeServe.Routing) picks each token's experts and weights, and the experts run on
-/// their tokens only: pairs are sorted by expert, counted, and each expert processes one contiguous slice.
+/// their tokens only: pairs are sorted by expert and counted, and the <see cref="ExpertBank"/> runs each
+/// expert on its contiguous slice.
 /// </summary>
 /// <remarks>
 /// Dimension legend: T tokens in the flat batch, H hidden size, F expert FFN size, E experts, S routing
@@ -20,29 +21,28 @@ public sealed class SparseMoeBlock : IDisposable
     /// <summary>[E, H] router weights (checkpoint key "gate").</summary>
     public Tensor gate { get; }
 
-    private readonly Tensor[] _gateUp; // per expert [2F, H]: gate (w1) and up (w3) projections fused
-    private readonly Tensor[] _down;   // per expert [H, F] (w2)
+    private readonly ExpertBank _experts;
     private readonly GateSemantics _semantics;
-    private readonly int _ffn;
 
     public SparseMoeBlock(ModelConfig config, string prefix, WeightStore weights, ScalarType dtype, Device device)
     {
         long h = config.HiddenSize, f = config.IntermediateSize;
-        _ffn = config.IntermediateSize;
         _semantics = new GateSemantics(config.ExpertsPerToken, config.NumExperts, config.RenormalizeTopK);
         gate = weights.Load($"{prefix}.gate.weight", [config.NumExperts, h], dtype, device);
         // Mixtral names the expert matrices w1/w3/w2, OLMoE gate_proj/up_proj/down_proj.
         bool mixtral = config.ModelType == "mixtral";
         string gateName = mixtral ? "w1" : "gate_proj", upName = mixtral ? "w3" : "up_proj", downName = mixtral ? "w2" : "down_proj";
-        _gateUp = new Tensor[config.NumExperts];
-        _down = new Tensor[config.NumExperts];
+        var gateUp = new Tensor[config.NumExperts];
+        var down = new Tensor[config.NumExperts];
         for (int e = 0; e < config.NumExperts; e++)
         {
             using var g = weights.Load($"{prefix}.experts.{e}.{gateName}.weight", [f, h], dtype, device);
             using var u = weights.Load($"{prefix}.experts.{e}.{upName}.weight", [f, h], dtype, device);
-            _gateUp[e] = torch.cat([g, u], dim: 0).DetachFromDisposeScope();
-            _down[e] = weights.Load($"{prefix}.experts.{e}.{downName}.weight", [h, f], dtype, device);
+            gateUp[e] = torch.cat([g, u], dim: 0);
+            down[e] = weights.Load($"{prefix}.experts.{e}.{downName}.weight", [h, f], dtype, device);
         }
+        _experts = new ExpertBank(gateUp, down);
+        foreach (var w in gateUp.Concat(down)) w.Dispose();
     }
 
     public GateSemantics Semantics => _semantics;
@@ -72,26 +72,17 @@ public sealed class SparseMoeBlock : IDisposable
         // Sort pairs by expert (stable: token order within an expert) and count them. A counting sort on
         // the host: the counts must reach the host anyway to slice each expert's rows, and for the few
         // hundred pairs of a step it costs less than a tensor sort plus bincount.
-        var (order, counts) = CountingSort(experts.OnCpu().data<long>().ToArray(), _semantics.NumExperts);
+        long[] expertIds = experts.shape[0] == 0 ? [] : experts.OnCpu().data<long>().ToArray(); // (ToArray fails on empty tensors)
+        var (order, counts) = CountingSort(expertIds, _semantics.NumExperts);
         var orderTensor = torch.tensor(order, device: x.device);                                           // [N]
         var pairIndex = assignment.MayHaveEmptySlots ? pairs.index_select(0, orderTensor) : orderTensor;
         var sortedTokens = pairIndex.div(slots, rounding_mode: RoundingMode.floor);                        // [N]
         var sortedWeights = weights.index_select(0, orderTensor);                                          // [N]
 
-        var inputs = x.index_select(0, sortedTokens); // [N, H]
-        var outputs = new List<Tensor>(counts.Length);
-        long offset = 0;
-        for (int e = 0; e < counts.Length; e++)
-        {
-            expertLoad[e] += counts[e];
-            if (counts[e] == 0) continue;
-            var gateUp = F.linear(inputs.narrow(0, offset, counts[e]), _gateUp[e]).chunk(2, 1); // 2 x [n, F]
-            outputs.Add(F.linear(F.silu(gateUp[0]).mul_(gateUp[1]), _down[e]));             // [n, H]
-            offset += counts[e];
-        }
         var result = torch.zeros([t, x.shape[1]], x.dtype, x.device);
-        if (outputs.Count == 0) return result.MoveToOuterDisposeScope(); // every pair dropped
-        var combined = outputs.Count == 1 ? outputs[0] : torch.cat(outputs, 0); // [N, H]
+        for (int e = 0; e < counts.Length; e++) expertLoad[e] += counts[e];
+        if (sortedTokens.shape[0] == 0) return result.MoveToOuterDisposeScope(); // every pair dropped
+        var combined = _experts.Run(x.index_select(0, sortedTokens), counts); // [N, H]
         // Hugging Face casts the routing weights to the hidden dtype before scaling.
         combined.mul_(sortedWeights.As(x.dtype).unsqueeze(1));
         return result.index_add_(0, sortedTokens, combined, 1.0).MoveToOuterDisposeScope();
@@ -113,7 +104,6 @@ public sealed class SparseMoeBlock : IDisposable
     public void Dispose()
     {
         gate.Dispose();
-        foreach (var w in _gateUp) w.Dispose();
-        foreach (var w in _down) w.Dispose();
+        _experts.Dispose();
     }
 }

@@ -1,0 +1,81 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace MoeServe.Inference.Model;
+
+/// <summary>
+/// The SwiGLU experts of one MoE layer, stacked so they can run either one by one or as one grouped
+/// matrix product. On CPU a small matrix product costs mostly its call: with many experts active and
+/// few tokens each (batched decoding), one padded batched product over all experts is several times
+/// faster than a product per expert; with few experts active (one sequence) or very uneven loads
+/// (padding would multiply the work), the per-expert loop is cheaper.
+/// </summary>
+/// <remarks>Legend: E experts, H hidden size, F expert FFN size, N token-expert pairs.</remarks>
+public sealed class ExpertBank : IDisposable
+{
+    private readonly Tensor _gateUp; // [E, H, 2F]: w1 and w3 side by side, transposed for x @ W
+    private readonly Tensor _down;   // [E, F, H]: w2 transposed
+    private readonly long _ffn;
+
+    /// <param name="gateUp">Per expert [2F, H] (w1 rows, then w3 rows), as the checkpoint stores them.</param>
+    /// <param name="down">Per expert [H, F] (w2).</param>
+    public ExpertBank(IReadOnlyList<Tensor> gateUp, IReadOnlyList<Tensor> down)
+    {
+        using var scope = NewDisposeScope();
+        _gateUp = torch.stack(gateUp.Select(w => w.t()).ToArray()).contiguous().MoveToOuterDisposeScope();
+        _down = torch.stack(down.Select(w => w.t()).ToArray()).contiguous().MoveToOuterDisposeScope();
+        _ffn = _down.shape[1];
+        Count = gateUp.Count;
+    }
+
+    public int Count { get; }
+
+    /// <summary>Runs each expert on its rows.</summary>
+    /// <param name="inputs">[N, H] rows sorted by expert: counts[0] rows for expert 0, then expert 1, ...</param>
+    /// <param name="counts">Rows per expert ([E]).</param>
+    /// <returns>[N, H] expert outputs, in the order of <paramref name="inputs"/>.</returns>
+    public Tensor Run(Tensor inputs, long[] counts)
+    {
+        long n = inputs.shape[0], maxRows = counts.Max();
+        int active = counts.Count(c => c > 0);
+        bool grouped = active * 2 >= Count && Count * maxRows <= 2 * n;
+        return grouped ? RunGrouped(inputs, counts, maxRows) : RunOneByOne(inputs, counts);
+    }
+
+    private Tensor RunOneByOne(Tensor inputs, long[] counts)
+    {
+        var outputs = new List<Tensor>(counts.Length);
+        long offset = 0;
+        for (int e = 0; e < counts.Length; e++)
+        {
+            if (counts[e] == 0) continue;
+            var gateUp = torch.matmul(inputs.narrow(0, offset, counts[e]), _gateUp[e]).chunk(2, 1); // 2 x [n, F]
+            outputs.Add(torch.matmul(F.silu(gateUp[0]).mul_(gateUp[1]), _down[e]));               // [n, H]
+            offset += counts[e];
+        }
+        return outputs.Count == 1 ? outputs[0] : torch.cat(outputs, 0);
+    }
+
+    /// <summary>Pads every expert's rows to the largest count and runs two batched products.</summary>
+    private Tensor RunGrouped(Tensor inputs, long[] counts, long maxRows)
+    {
+        // Row i of expert e goes to padded row e * maxRows + (i - first row of e).
+        var destination = new long[inputs.shape[0]];
+        long row = 0;
+        for (int e = 0; e < counts.Length; e++)
+            for (long r = 0; r < counts[e]; r++) destination[row++] = e * maxRows + r;
+        var slots = torch.tensor(destination, device: inputs.device);
+        var padded = torch.zeros([Count * maxRows, inputs.shape[1]], inputs.dtype, inputs.device)
+            .index_copy_(0, slots, inputs).view(Count, maxRows, -1);                       // [E, maxRows, H]
+        var gateUp = torch.bmm(padded, _gateUp).chunk(2, 2);                               // 2 x [E, maxRows, F]
+        var outputs = torch.bmm(F.silu(gateUp[0]).mul_(gateUp[1]), _down);                 // [E, maxRows, H]
+        return outputs.view(Count * maxRows, -1).index_select(0, slots);                   // [N, H]
+    }
+
+    public void Dispose()
+    {
+        _gateUp.Dispose();
+        _down.Dispose();
+    }
+}
