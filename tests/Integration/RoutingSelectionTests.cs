@@ -96,24 +96,65 @@ public sealed class RoutingSelectionTests(ServerFixture fixture)
     }
 
     [Theory]
-    [InlineData("laser")]
-    [InlineData("token_drop")]
-    [InlineData("expanded_drop")]
-    public async Task Policy_that_is_not_implemented_yet_is_400_with_a_clear_message(string policy)
+    [InlineData("laser", null)]
+    [InlineData("token_drop", "1.5")]
+    [InlineData("expanded_drop", "2")]
+    public async Task Every_policy_is_served_and_reported(string policy, string? capacity)
     {
-        // The contract names four policies; the ones this build does not execute must be refused, not silently run as vanilla.
-        var response = await HttpApi.PostAsync(Http, HttpApi.Chat, HttpApi.ChatBody(maxTokens: 1), Policy(policy));
-        if (response.Status == 200)
+        var headers = capacity is null ? Policy(policy) : [.. Policy(policy), new("X-Capacity-Factor", capacity)];
+        var response = await HttpApi.PostAsync(Http, HttpApi.Chat, HttpApi.ChatBody(maxTokens: 4), headers);
+        Assert.Equal(200, response.Status);
+        Assert.Equal(policy, response.Header("X-Routing-Policy"));
+        Assert.Equal(capacity ?? "none", response.Header("X-Capacity-Factor"));
+        var routing = response.Json["moe_routing"]!;
+        Assert.Equal(policy, HttpApi.Text(routing["policy"]));
+        if (capacity is null) Assert.Null(routing["capacity_factor"]);
+        else Assert.Equal(double.Parse(capacity, System.Globalization.CultureInfo.InvariantCulture), routing["capacity_factor"]!.GetValue<double>());
+        Assert.True(routing["dropped_pairs"]!.GetValue<long>() >= 0 && routing["rerouted_pairs"]!.GetValue<long>() >= 0);
+    }
+
+    [Fact]
+    public async Task Capacity_factor_from_configuration_applies_when_the_request_names_none()
+    {
+        var response = await HttpApi.PostAsync(Http, HttpApi.Chat, HttpApi.ChatBody(maxTokens: 2), Policy("token_drop"));
+        Assert.Equal(200, response.Status);
+        Assert.Equal("1", response.Header("X-Capacity-Factor")); // Routing:CapacityFactor in appsettings.json
+    }
+
+    /// <summary>
+    /// A LASER request and a vanilla request generating at the same time share engine steps; each gets its
+    /// own policy, and the per-policy load matrix and metrics show both.
+    /// </summary>
+    [Fact]
+    public async Task Requests_with_different_policies_in_the_same_batch_each_get_their_own()
+    {
+        JsonObject Body()
         {
-            // Implemented by now: then the response must say so.
-            Assert.Equal(policy, response.Header("X-Routing-Policy"));
-            Assert.Equal(policy, HttpApi.Text(response.Json["moe_routing"]!["policy"]));
-            return;
+            var body = HttpApi.CompletionBody(new JsonArray(Enumerable.Range(0, 48).Select(i => (JsonNode)JsonValue.Create(10 + i)!).ToArray()), maxTokens: 48);
+            body["ignore_eos"] = true;
+            return body;
         }
-        var error = HttpApi.AssertOpenAiError(response, 400);
-        string message = HttpApi.Text(error["message"]);
-        Assert.Contains(policy, message);
-        Assert.Contains("not implemented", message);
+        var laser = HttpApi.PostAsync(Http, HttpApi.Completions, Body(), Policy("laser"));
+        var vanilla = HttpApi.PostAsync(Http, HttpApi.Completions, Body());
+        var (l, v) = (await laser, await vanilla);
+        Assert.Equal(200, l.Status);
+        Assert.Equal(200, v.Status);
+        Assert.Equal("laser", HttpApi.Text(l.Json["moe_routing"]!["policy"]));
+        Assert.Equal("vanilla", HttpApi.Text(v.Json["moe_routing"]!["policy"]));
+        Assert.Equal(0, v.Json["moe_routing"]!["rerouted_pairs"]!.GetValue<long>());
+        Assert.Equal(0, v.Json["moe_routing"]!["dropped_pairs"]!.GetValue<long>());
+
+        var load = (await HttpApi.GetAsync(Http, "/v1/moe/load")).Json;
+        var byPolicy = load["by_policy"]!.AsObject();
+        Assert.True(byPolicy.ContainsKey("laser") && byPolicy.ContainsKey("vanilla"), load.ToJsonString());
+        long laserPairs = byPolicy["laser"]!.AsArray().SelectMany(layer => layer!.AsArray()).Sum(n => n!.GetValue<long>());
+        Assert.True(laserPairs > 0);
+
+        string metrics = (await HttpApi.GetAsync(Http, "/metrics")).Body;
+        Assert.True(HttpApi.MetricValue(metrics, "moeserve_request_latency_seconds_count{policy=\"laser\"}") > 0);
+        Assert.True(HttpApi.MetricValue(metrics, "moeserve_request_latency_seconds_count{policy=\"vanilla\"}") > 0);
+        if (l.Json["moe_routing"]!["rerouted_pairs"]!.GetValue<long>() > 0)
+            Assert.Contains("moeserve_expert_rerouted_total{layer=", metrics);
     }
 
     [Theory]

@@ -98,6 +98,53 @@ public class ReferenceNumericsTests(Xunit.Abstractions.ITestOutputHelper output)
         return (tokens, prompt);
     }
 
+    /// <summary>
+    /// Token drop at capacity factor 1.0 over a 40-token prompt run as one step (T = 40): prompt logprobs
+    /// and the number of dropped pairs per layer agree with the reference's reading of the spec.
+    /// </summary>
+    [Fact]
+    public async Task Token_drop_prefill_matches_the_reference()
+    {
+        string dir = RepositoryPaths.Fixture("olmoe-tiny-f32");
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected_token_drop.json")));
+        var c = doc.RootElement.GetProperty("cases")[0];
+        var prompt = c.GetProperty("prompt_ids").EnumerateArray().Select(x => x.GetInt32()).ToArray();
+        var expected = c.GetProperty("prompt_logprobs").EnumerateArray().Select(x => x.ValueKind == JsonValueKind.Null ? (double?)null : x.GetDouble()).ToArray();
+        var vanilla = c.GetProperty("vanilla_prompt_logprobs").EnumerateArray().Select(x => x.ValueKind == JsonValueKind.Null ? (double?)null : x.GetDouble()).ToArray();
+        long expectedDropped = c.GetProperty("dropped_pairs_per_layer").EnumerateArray().Sum(x => x.GetInt64());
+
+        using var model = MoeForCausalLM.Load(dir, torch.ScalarType.Float32, torch.CPU);
+        var tokenizer = ModelTokenizer.Load(dir, model.Config);
+        using var engine = new InferenceEngine(model, tokenizer, new EngineOptions(), NullEngineObserver.Instance);
+        var reader = engine.Submit(new GenerationRequest
+        {
+            PromptIds = prompt,
+            Sampling = new SamplingParameters { Temperature = 0 },
+            MaxTokens = 1,
+            PromptLogprobs = true,
+            Policy = MoeServe.Routing.RoutingPolicy.TokenDrop,
+            CapacityFactor = 1.0,
+        }, CancellationToken.None);
+        IReadOnlyList<PromptTokenLogprob>? logprobs = null;
+        long dropped = 0;
+        await foreach (var e in reader.ReadAllAsync())
+        {
+            logprobs ??= e.PromptLogprobs;
+            dropped = Math.Max(dropped, e.DroppedPairs);
+        }
+        Assert.NotNull(logprobs);
+        double worst = 0, fromVanilla = 0;
+        for (int p = 1; p < prompt.Length; p++)
+        {
+            worst = Math.Max(worst, Math.Abs(logprobs![p].Logprob!.Value - expected[p]!.Value));
+            fromVanilla = Math.Max(fromVanilla, Math.Abs(expected[p]!.Value - vanilla[p]!.Value));
+        }
+        output.WriteLine($"token_drop prefill: largest logprob difference {worst:E2} (token drop moves logprobs by up to {fromVanilla:F3} from vanilla); dropped pairs {dropped}, reference {expectedDropped}");
+        Assert.True(fromVanilla > 10 * Tolerance, "the fixture must be one where dropping changes the output");
+        Assert.True(worst < Tolerance, $"largest logprob difference {worst:E2}");
+        Assert.Equal(expectedDropped, dropped);
+    }
+
     [Fact]
     public void Bfloat16_compute_stays_close_to_the_fp32_reference()
     {

@@ -52,12 +52,4 @@ public class VanillaRoutingTests
         Assert.Throws<ArgumentException>(() => VanillaRouting.Route(torch.ones(3, 5), new GateSemantics(2, 4, true)));
         Assert.Throws<ArgumentException>(() => VanillaRouting.Route(torch.ones(3, 4, ScalarType.Float64), new GateSemantics(2, 4, true)));
     }
-
-    [Fact]
-    public void Layer_router_refuses_policies_that_are_not_implemented_yet()
-    {
-        using var scope = NewDisposeScope();
-        var probs = torch.ones(2, 4).softmax(1);
-        Assert.Throws<NotSupportedException>(() => LayerRouter.Route(probs, new GateSemantics(2, 4, true), RoutingPolicy.Laser));
-    }
 }

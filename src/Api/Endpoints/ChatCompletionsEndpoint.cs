@@ -40,16 +40,15 @@ public static class ChatCompletionsEndpoint
 
         var requests = Enumerable.Range(0, settings.N).Select(i => new GenerationRequest
         {
-            PromptIds = promptIds, Sampling = settings.ForChoice(i), MaxTokens = maxTokens, StopStrings = settings.Stop, Policy = routing.Policy, IgnoreEos = request.IgnoreEos == true,
+            PromptIds = promptIds, Sampling = settings.ForChoice(i), MaxTokens = maxTokens, StopStrings = settings.Stop, Policy = routing.Policy, CapacityFactor = routing.CapacityFactor ?? 1.0, IgnoreEos = request.IgnoreEos == true,
         }).ToList();
         var run = GenerationRun.Start(model.Engine, requests, http.RequestAborted);
         Responses.AddRoutingHeaders(http.Response, routing);
         var ids = new ResponseIds("chatcmpl", model.Id);
-        var routingDto = Responses.Routing(routing);
 
         if (settings.Stream)
         {
-            await StreamAsync(http, run, ids, model.Tokenizer, settings, request.Logprobs == true, promptIds.Length, routingDto, json);
+            await StreamAsync(http, run, ids, model.Tokenizer, settings, request.Logprobs == true, promptIds.Length, routing, json);
             metrics.ObserveRequest(routing.Policy.ToWireName(), Stopwatch.GetElapsedTime(began).TotalSeconds);
             return Results.Empty;
         }
@@ -61,13 +60,14 @@ public static class ChatCompletionsEndpoint
         var response = new ChatCompletionResponse(ids.Id, "chat.completion", ids.Created, model.Id,
             choices.Select((c, i) => new ChatChoiceDto(i, new ChatMessageResponseDto("assistant", c.Text),
                 request.Logprobs == true ? LogprobFormatting.Chat(model.Tokenizer, c.Tokens) : null, c.FinishReason)).ToList(),
-            new UsageDto(promptIds.Length, completion, promptIds.Length + completion), routingDto);
+            new UsageDto(promptIds.Length, completion, promptIds.Length + completion),
+            Responses.Routing(routing, choices.Sum(c => c.DroppedPairs), choices.Sum(c => c.ReroutedPairs)));
         metrics.ObserveRequest(routing.Policy.ToWireName(), Stopwatch.GetElapsedTime(began).TotalSeconds);
         return TypedResults.Json(response, json);
     }
 
     private static async Task StreamAsync(HttpContext http, GenerationRun run, ResponseIds ids, ModelTokenizer tokenizer,
-        GenerationSettings settings, bool logprobs, int promptTokens, MoeRoutingDto routing, JsonSerializerOptions json)
+        GenerationSettings settings, bool logprobs, int promptTokens, AppliedRouting routing, JsonSerializerOptions json)
     {
         var sse = new ServerSentEvents(http.Response, json);
         await sse.StartAsync();
@@ -78,10 +78,14 @@ public static class ChatCompletionsEndpoint
         // The first delta of every choice carries the role, as OpenAI's does.
         for (int i = 0; i < settings.N; i++) await sse.WriteAsync(Chunk(i, new ChatDeltaDto("assistant", ""), null, null), ct);
         int completion = 0;
+        var dropped = new long[settings.N];
+        var rerouted = new long[settings.N];
         await foreach (var (choice, e) in run.ReadAllAsync(ct))
         {
             if (e.FinishReason == "error") throw new InvalidOperationException("generation failed");
             if (e.Token is not null) completion++;
+            dropped[choice] = Math.Max(dropped[choice], e.DroppedPairs);
+            rerouted[choice] = Math.Max(rerouted[choice], e.ReroutedPairs);
             if (e.TextDelta.Length > 0 || (logprobs && e.Token is not null))
                 await sse.WriteAsync(Chunk(choice, new ChatDeltaDto(null, e.TextDelta),
                     logprobs && e.Token is not null ? LogprobFormatting.Chat(tokenizer, [e.Token]) : null, null), ct);
@@ -90,7 +94,7 @@ public static class ChatCompletionsEndpoint
         }
         if (settings.IncludeUsage)
             await sse.WriteAsync(new ChatCompletionChunk(ids.Id, "chat.completion.chunk", ids.Created, ids.Model, [],
-                new UsageDto(promptTokens, completion, promptTokens + completion), routing), ct);
+                new UsageDto(promptTokens, completion, promptTokens + completion), Responses.Routing(routing, dropped.Sum(), rerouted.Sum())), ct);
         await sse.DoneAsync(ct);
     }
 

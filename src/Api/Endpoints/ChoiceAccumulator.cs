@@ -13,6 +13,8 @@ public sealed class ChoiceAccumulator
     public IReadOnlyList<PromptTokenLogprob>? PromptLogprobs { get; private set; }
     public string? FinishReason { get; private set; }
     public int PromptTokens { get; private set; }
+    public long DroppedPairs { get; private set; }
+    public long ReroutedPairs { get; private set; }
     public string Text => _text.ToString();
 
     public void Add(SequenceEvent e)
@@ -21,6 +23,9 @@ public sealed class ChoiceAccumulator
         _text.Append(e.TextDelta);
         PromptLogprobs ??= e.PromptLogprobs;
         PromptTokens = e.PromptTokens;
+        // Each event carries the sequence's running totals.
+        DroppedPairs = Math.Max(DroppedPairs, e.DroppedPairs);
+        ReroutedPairs = Math.Max(ReroutedPairs, e.ReroutedPairs);
         if (e.FinishReason is not null) FinishReason = e.FinishReason;
     }
 }

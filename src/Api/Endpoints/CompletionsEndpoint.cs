@@ -40,13 +40,12 @@ public static class CompletionsEndpoint
                 requests.Add(new GenerationRequest
                 {
                     PromptIds = prompt, Sampling = settings.ForChoice(i), MaxTokens = maxTokens, StopStrings = settings.Stop,
-                    PromptLogprobs = echo && logprobs, Policy = routing.Policy, IgnoreEos = request.IgnoreEos == true,
+                    PromptLogprobs = echo && logprobs, Policy = routing.Policy, CapacityFactor = routing.CapacityFactor ?? 1.0, IgnoreEos = request.IgnoreEos == true,
                 });
         }
         var run = GenerationRun.Start(model.Engine, requests, http.RequestAborted);
         Responses.AddRoutingHeaders(http.Response, routing);
         var ids = new ResponseIds("cmpl", model.Id);
-        var routingDto = Responses.Routing(routing);
         int promptTokens = prompts.Sum(p => p.Length);
         string PromptText(int choice) => model.Tokenizer.Decode(requests[choice].PromptIds);
 
@@ -57,10 +56,14 @@ public static class CompletionsEndpoint
             var ct = http.RequestAborted;
             var offsets = new int[requests.Count];
             int completion = 0;
+            var dropped = new long[requests.Count];
+            var rerouted = new long[requests.Count];
             await foreach (var (choice, e) in run.ReadAllAsync(ct))
             {
                 if (e.FinishReason == "error") throw new InvalidOperationException("generation failed");
                 if (e.Token is not null) completion++;
+                dropped[choice] = Math.Max(dropped[choice], e.DroppedPairs);
+                rerouted[choice] = Math.Max(rerouted[choice], e.ReroutedPairs);
                 bool first = e.Token is not null && e.CompletionTokens == 1;
                 string text = (first && echo ? PromptText(choice) : "") + e.TextDelta;
                 CompletionLogprobsDto? lpDto = null;
@@ -76,7 +79,7 @@ public static class CompletionsEndpoint
             }
             if (settings.IncludeUsage)
                 await sse.WriteAsync(new CompletionResponse(ids.Id, "text_completion", ids.Created, model.Id, [],
-                    new UsageDto(promptTokens, completion, promptTokens + completion), routingDto), ct);
+                    new UsageDto(promptTokens, completion, promptTokens + completion), Responses.Routing(routing, dropped.Sum(), rerouted.Sum())), ct);
             await sse.DoneAsync(ct);
             metrics.ObserveRequest(routing.Policy.ToWireName(), Stopwatch.GetElapsedTime(began).TotalSeconds);
             return Results.Empty;
@@ -94,6 +97,7 @@ public static class CompletionsEndpoint
         int generated = choices.Sum(c => c.Tokens.Count);
         metrics.ObserveRequest(routing.Policy.ToWireName(), Stopwatch.GetElapsedTime(began).TotalSeconds);
         return TypedResults.Json(new CompletionResponse(ids.Id, "text_completion", ids.Created, model.Id, dtos,
-            new UsageDto(promptTokens, generated, promptTokens + generated), routingDto), json);
+            new UsageDto(promptTokens, generated, promptTokens + generated),
+            Responses.Routing(routing, choices.Sum(c => c.DroppedPairs), choices.Sum(c => c.ReroutedPairs))), json);
     }
 }

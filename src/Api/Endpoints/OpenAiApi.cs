@@ -1,4 +1,5 @@
 using MoeServe.Api.Hosting;
+using MoeServe.Api.Metrics;
 using MoeServe.Api.OpenAi;
 
 namespace MoeServe.Api.Endpoints;
@@ -37,6 +38,12 @@ public static class OpenAiApi
             .Produces<ModelListDto>()
             .ProducesOpenAiErrors();
 
+        app.MapGet("/v1/moe/load", ExpertLoad)
+            .WithTags("MoE")
+            .WithName("ExpertLoad")
+            .WithSummary("The recent layer x expert load matrix (token-expert pairs executed), in total and per routing policy, with each layer's max/mean imbalance.")
+            .Produces<ExpertLoadDto>();
+
         app.MapMethods("/health", [HttpMethods.Get, HttpMethods.Head], Health)
             .WithTags("Operations")
             .WithName("Health")
@@ -44,6 +51,12 @@ public static class OpenAiApi
             .Produces<HealthDto>(StatusCodes.Status200OK)
             .Produces<HealthDto>(StatusCodes.Status503ServiceUnavailable);
         return app;
+    }
+
+    private static IResult ExpertLoad(LoadWindow window)
+    {
+        var (steps, total, byPolicy) = window.Snapshot();
+        return TypedResults.Ok(new ExpertLoadDto(steps, window.Capacity, total, byPolicy, total.Select(LoadWindow.Imbalance).ToArray()));
     }
 
     private static IResult ListModels(ModelState state)

@@ -15,9 +15,9 @@ public sealed record ResponseIds(string Prefix, string Model)
 /// <summary>Pieces every completion response carries.</summary>
 public static class Responses
 {
-    public static MoeRoutingDto Routing(AppliedRouting routing) =>
-        // Vanilla neither drops nor reroutes; capacity-aware policies report their counts here once they exist.
-        new(routing.Policy.ToWireName(), routing.CapacityFactor, 0, 0);
+    /// <summary>The applied routing and the token-expert pairs the request's sequences lost or moved (all layers).</summary>
+    public static MoeRoutingDto Routing(AppliedRouting routing, long droppedPairs, long reroutedPairs) =>
+        new(routing.Policy.ToWireName(), routing.CapacityFactor, droppedPairs, reroutedPairs);
 
     public static void AddRoutingHeaders(HttpResponse response, AppliedRouting routing)
     {

@@ -14,6 +14,7 @@ namespace MoeServe.Api.Hosting;
 public sealed class ModelLoader(
     IOptions<ModelOptions> modelOptions,
     IOptions<EngineOptions> engineOptions,
+    IOptions<RoutingOptions> routingOptions,
     ModelState state,
     IEngineObserver observer,
     IHostEnvironment environment,
@@ -34,7 +35,7 @@ public sealed class ModelLoader(
             var started = DateTime.UtcNow;
             var model = MoeForCausalLM.Load(dir, dtype, device);
             var tokenizer = ModelTokenizer.Load(dir, model.Config);
-            _engine = new InferenceEngine(model, tokenizer, engineOptions.Value, observer, options.MaxModelLen, engineLogger);
+            _engine = new InferenceEngine(model, tokenizer, engineOptions.Value, observer, options.MaxModelLen, engineLogger, routingOptions.Value.ToConfig());
             int context = _engine.MaxContextTokens;
             string id = options.ServedModelName ?? Path.GetFileName(dir.TrimEnd(Path.DirectorySeparatorChar));
             state.SetReady(new ServedModel(id, _engine, tokenizer, context, DateTimeOffset.UtcNow.ToUnixTimeSeconds()));

@@ -23,6 +23,13 @@ public sealed class SectionValidator<T>(IConfigurationSection section) : IValida
         var results = new List<ValidationResult>();
         Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true);
         if (results.Count == 0) return ValidateOptionsResult.Success;
-        return ValidateOptionsResult.Fail(results.Select(r => $"{section.Path}:{string.Join(",", r.MemberNames)}: {r.ErrorMessage}"));
+        return ValidateOptionsResult.Fail(results.Select(r =>
+        {
+            // Nested settings report "Key: message" with the key already in the member name; keep one copy.
+            string key = string.Join(",", r.MemberNames), message = r.ErrorMessage ?? "invalid";
+            int colon = message.IndexOf(": ", StringComparison.Ordinal);
+            if (colon > 0 && key.EndsWith(message[..colon], StringComparison.Ordinal)) message = message[(colon + 2)..];
+            return $"{section.Path}:{key}: {message}";
+        }));
     }
 }

@@ -23,6 +23,7 @@ public static class ServiceRegistration
 
         services.ConfigureHttpJsonOptions(o => Json.Configure(o.SerializerOptions));
         services.AddSingleton<ModelState>();
+        services.AddSingleton<LoadWindow>();
         services.AddSingleton<MoeServeMetrics>();
         services.AddSingleton<IEngineObserver>(sp => sp.GetRequiredService<MoeServeMetrics>());
         services.AddHostedService<ModelLoader>();

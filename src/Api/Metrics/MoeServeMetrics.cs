@@ -38,6 +38,24 @@ public sealed class MoeServeMetrics : IEngineObserver
     private readonly Counter _preemptions = Prometheus.Metrics.CreateCounter("moeserve_preemptions_total", "Sequences preempted (evicted from the cache and recomputed).");
     private long _preemptionsSeen;
 
+    private readonly Counter _expertDropped = Prometheus.Metrics.CreateCounter("moeserve_expert_dropped_total",
+        "Token-expert pairs dropped by capacity at an expert.", new CounterConfiguration { LabelNames = ["layer", "expert", "policy"] });
+    private readonly Counter _expertRerouted = Prometheus.Metrics.CreateCounter("moeserve_expert_rerouted_total",
+        "Token-expert pairs routed to an expert outside the token's vanilla top-k.", new CounterConfiguration { LabelNames = ["layer", "expert", "policy"] });
+    private readonly Gauge _layerImbalance = Prometheus.Metrics.CreateGauge("moeserve_layer_imbalance",
+        "max/mean expert load of a layer over the recent window of engine steps.", new GaugeConfiguration { LabelNames = ["layer"] });
+    private readonly LoadWindow _loadWindow;
+
+    public MoeServeMetrics(LoadWindow loadWindow) => _loadWindow = loadWindow;
+
+    private static void CountByPolicy(Counter counter, int layer, Dictionary<MoeServe.Routing.RoutingPolicy, long[]> byPolicy)
+    {
+        foreach (var (policy, counts) in byPolicy)
+            for (int expert = 0; expert < counts.Length; expert++)
+                if (counts[expert] > 0)
+                    counter.WithLabels(layer.ToString(), expert.ToString(), MoeServe.Routing.RoutingPolicyNames.ToWireName(policy)).Inc(counts[expert]);
+    }
+
     public void ObserveRequest(string policy, double seconds) => _requestLatency.WithLabels(policy).Observe(seconds);
 
     public void OnStep(StepStats step)
@@ -50,10 +68,17 @@ public sealed class MoeServeMetrics : IEngineObserver
         _kvUsage.Set(step.KvCacheUsage);
         _preemptions.Inc(step.Preemptions - _preemptionsSeen); // the engine reports a running total
         _preemptionsSeen = step.Preemptions;
-        for (int layer = 0; layer < step.ExpertLoads.Length; layer++)
-            for (int expert = 0; expert < step.ExpertLoads[layer].Length; expert++)
-                if (step.ExpertLoads[layer][expert] > 0)
-                    _expertTokens.WithLabels(layer.ToString(), expert.ToString()).Inc(step.ExpertLoads[layer][expert]);
+        var loads = step.Routing.ExpertLoads;
+        for (int layer = 0; layer < loads.Length; layer++)
+        {
+            for (int expert = 0; expert < loads[layer].Length; expert++)
+                if (loads[layer][expert] > 0)
+                    _expertTokens.WithLabels(layer.ToString(), expert.ToString()).Inc(loads[layer][expert]);
+            CountByPolicy(_expertDropped, layer, step.Routing.Dropped[layer]);
+            CountByPolicy(_expertRerouted, layer, step.Routing.Rerouted[layer]);
+        }
+        _loadWindow.Add(step.Routing);
+        for (int layer = 0; layer < loads.Length; layer++) _layerImbalance.WithLabels(layer.ToString()).Set(_loadWindow.Imbalance(layer));
     }
 
     public void OnFirstToken(string policy, double secondsSinceQueued) => _ttft.WithLabels(policy).Observe(secondsSinceQueued);

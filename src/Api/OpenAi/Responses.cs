@@ -57,3 +57,9 @@ public sealed record ModelListDto(string Object, List<ModelDto> Data);
 
 /// <summary>GET /health answer.</summary>
 public sealed record HealthDto(string Status, string? Model, string? Error = null);
+
+/// <summary>GET /v1/moe/load: loads summed over the last <paramref name="Steps"/> engine steps (at most <paramref name="Window"/>).</summary>
+/// <param name="Total">[layer][expert] token-expert pairs executed.</param>
+/// <param name="ByPolicy">Per routing policy, [layer][expert] pairs executed for tokens of that policy.</param>
+/// <param name="Imbalance">[layer] max/mean of the layer's loads.</param>
+public sealed record ExpertLoadDto(int Steps, int Window, long[][] Total, Dictionary<string, long[][]> ByPolicy, double[] Imbalance);

@@ -19,11 +19,6 @@ public static class RoutingSelection
     public const string PolicyHeader = "X-Routing-Policy";
     public const string CapacityHeader = "X-Capacity-Factor";
 
-    /// <summary>Policies this build executes; the others are parsed and answered with 400.</summary>
-    public static readonly IReadOnlyList<RoutingPolicy> Implemented = [RoutingPolicy.Vanilla];
-
-    public static bool IsImplemented(RoutingPolicy policy) => Implemented.Contains(policy);
-
     /// <exception cref="OpenAiException">Unknown policy, bad capacity, or header and body disagree (400).</exception>
     public static AppliedRouting Resolve(IHeaderDictionary headers, MoeRoutingRequestDto? body, RoutingOptions defaults)
     {
@@ -38,8 +33,6 @@ public static class RoutingSelection
             throw OpenAiException.Invalid($"{CapacityHeader} {headerCapacity} and moe_routing.capacity_factor {bodyCapacity} disagree", "moe_routing.capacity_factor");
 
         var policy = bodyPolicy ?? headerPolicy ?? defaults.ParsedPolicy;
-        if (!IsImplemented(policy))
-            throw OpenAiException.Invalid($"routing policy '{policy.ToWireName()}' is not implemented yet; implemented: {string.Join(", ", Implemented.Select(p => p.ToWireName()))}", "moe_routing.policy");
         var applied = new AppliedRouting(policy, null);
         return applied.EnforcesCapacity ? applied with { CapacityFactor = bodyCapacity ?? headerCapacity ?? defaults.CapacityFactor } : applied;
     }

@@ -15,6 +15,8 @@ public sealed record GenerationRequest
     /// <summary>Keep generating past EOS (benchmarks that need a fixed output length).</summary>
     public bool IgnoreEos { get; init; }
     public RoutingPolicy Policy { get; init; } = RoutingPolicy.Vanilla;
+    /// <summary>Capacity factor gamma of capacity-aware policies (ignored by the others).</summary>
+    public double CapacityFactor { get; init; } = 1.0;
     /// <summary>Label for metrics and logs.</summary>
     public string RequestId { get; init; } = Guid.NewGuid().ToString("N");
 }

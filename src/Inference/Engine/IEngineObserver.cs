@@ -1,13 +1,15 @@
+using MoeServe.Inference.Model;
+
 namespace MoeServe.Inference.Engine;
 
 /// <summary>What happened in one engine step, for metrics.</summary>
 /// <param name="Tokens">Tokens in the flat batch.</param>
 /// <param name="Sequences">Sequences in the batch.</param>
-/// <param name="ExpertLoads">Token-expert pairs executed, [layer][expert].</param>
+/// <param name="Routing">Loads, drops and reroutes per layer and expert.</param>
 /// <param name="Seconds">Wall time of the forward pass.</param>
 /// <param name="KvCacheUsage">Share of the key/value cache blocks held by sequences, 0..1.</param>
 /// <param name="Preemptions">Sequences preempted since the engine started.</param>
-public sealed record StepStats(int Tokens, int Sequences, long[][] ExpertLoads, double Seconds, int Running, int Waiting,
+public sealed record StepStats(int Tokens, int Sequences, StepRoutingStats Routing, double Seconds, int Running, int Waiting,
     double KvCacheUsage, long Preemptions);
 
 /// <summary>A finished sequence's timings (seconds) and token counts, for metrics.</summary>

@@ -35,14 +35,14 @@ public sealed class InferenceEngine : IDisposable
     /// <param name="maxContextTokens">Longest sequence (prompt plus generated) served; at most the model's max_position_embeddings.</param>
     /// <exception cref="ArgumentException">The cache budget cannot hold one sequence of the full context.</exception>
     public InferenceEngine(MoeForCausalLM model, ModelTokenizer tokenizer, EngineOptions options, IEngineObserver observer,
-        int? maxContextTokens = null, ILogger? logger = null)
+        int? maxContextTokens = null, ILogger? logger = null, RoutingConfig? routing = null)
     {
         _logger = logger ?? NullLogger.Instance;
         MaxContextTokens = Math.Min(maxContextTokens ?? model.Config.MaxPositionEmbeddings, model.Config.MaxPositionEmbeddings);
         var allocator = new BlockAllocator(1 + (options.KvCacheTokens + options.KvBlockSize - 1) / options.KvBlockSize, options.KvBlockSize);
         if (allocator.BlocksFor(MaxContextTokens + 1) > allocator.FreeBlocks)
             throw new ArgumentException($"Engine:KvCacheTokens ({options.KvCacheTokens}) must hold at least one sequence of the full context ({MaxContextTokens} tokens)");
-        _runner = new ModelRunner(model, model.NewCache(allocator.FreeBlocks + 1, options.KvBlockSize));
+        _runner = new ModelRunner(model, model.NewCache(allocator.FreeBlocks + 1, options.KvBlockSize), routing ?? RoutingConfig.Default);
         _tokenizer = tokenizer;
         _options = options;
         _observer = observer;
@@ -126,7 +126,7 @@ public sealed class InferenceEngine : IDisposable
         long begin = Stopwatch.GetTimestamp();
         StepLogits logits;
         Dictionary<long, SequenceLogits> rows;
-        long[][] loads;
+        StepRoutingStats loads;
         try
         {
             (logits, rows, loads) = _runner.Execute(scheduled, _sequences);
@@ -172,6 +172,8 @@ public sealed class InferenceEngine : IDisposable
             PromptLogprobs = s.Generated == 1 ? s.PromptLogprobs : null,
             PromptTokens = s.PromptLength,
             CompletionTokens = s.Generated,
+            DroppedPairs = s.DroppedPairs,
+            ReroutedPairs = s.ReroutedPairs,
         });
         if (finish is not null) Finish(s, finish, eventSent: true);
     }
@@ -202,7 +204,7 @@ public sealed class InferenceEngine : IDisposable
         _scheduler.Remove(s);
         _sequences.Remove(s.Id);
         if (s.StartedAt == 0) Interlocked.Decrement(ref _queued);
-        if (!eventSent) s.Events.TryWrite(new SequenceEvent { FinishReason = reason, PromptTokens = s.PromptLength, CompletionTokens = s.Generated });
+        if (!eventSent) s.Events.TryWrite(new SequenceEvent { FinishReason = reason, PromptTokens = s.PromptLength, CompletionTokens = s.Generated, DroppedPairs = s.DroppedPairs, ReroutedPairs = s.ReroutedPairs });
         s.Events.TryComplete(error);
         double queued = Stopwatch.GetElapsedTime(s.QueuedAt, s.StartedAt == 0 ? Stopwatch.GetTimestamp() : s.StartedAt).TotalSeconds;
         _observer.OnSequenceFinished(new SequenceStats(s.Request.Policy.ToWireName(), s.PromptLength, s.Generated, queued, reason));

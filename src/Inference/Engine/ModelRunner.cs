@@ -1,4 +1,5 @@
 using MoeServe.Inference.Model;
+using MoeServe.Routing;
 using static TorchSharp.torch;
 
 namespace MoeServe.Inference.Engine;
@@ -12,16 +13,19 @@ public readonly record struct SequenceLogits(int FirstRow, int Rows);
 /// Owns the tensors of a step: the paged cache, the flat batch built from the scheduler's decision, the
 /// model call, and the logits rows each sequence needs. Holds no queues.
 /// </summary>
-public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache)
+public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache, RoutingConfig routing)
 {
     public MoeForCausalLM Model => model;
     public PagedKvCache Cache => cache;
 
     /// <returns>Logits [R, V] float32 (row-major) on the CPU, where each sequence's rows are, and the expert loads.</returns>
-    public (StepLogits Logits, Dictionary<long, SequenceLogits> Rows, long[][] ExpertLoads) Execute(
+    public (StepLogits Logits, Dictionary<long, SequenceLogits> Rows, StepRoutingStats Routing) Execute(
         ScheduledBatch scheduled, IReadOnlyDictionary<long, Sequence> sequences)
     {
         var tokenIds = new long[scheduled.TotalTokens];
+        var policies = new RoutingPolicy[scheduled.TotalTokens];
+        var capacityFactors = new double[scheduled.TotalTokens];
+        bool decodeOnly = true;
         var slices = new List<SequenceSlice>(scheduled.Sequences.Count);
         var logitRows = new List<long>();
         var rows = new Dictionary<long, SequenceLogits>();
@@ -31,6 +35,10 @@ public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache)
             var s = sequences[id];
             int past = s.ComputedTokens;
             for (int i = 0; i < count; i++) tokenIds[start + i] = s.Tokens[past + i];
+            // Every token carries its request's routing policy: requests in one step may differ.
+            Array.Fill(policies, s.Request.Policy, start, count);
+            Array.Fill(capacityFactors, s.Request.CapacityFactor, start, count);
+            decodeOnly &= count == 1 && past >= s.PromptLength;
             slices.Add(new SequenceSlice(start, count, past, cache.Slots(s.Blocks, past + count)));
 
             bool samples = past + count == s.Tokens.Count;
@@ -43,12 +51,28 @@ public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache)
             }
             start += count;
         }
-        var batch = new ForwardBatch { TokenIds = tokenIds, Sequences = slices, LogitRows = logitRows.ToArray(), Cache = cache };
+        var batch = new ForwardBatch
+        {
+            TokenIds = tokenIds, Sequences = slices, LogitRows = logitRows.ToArray(), Cache = cache,
+            Routing = new BatchRouting(policies, capacityFactors, routing, decodeOnly),
+        };
         using var scope = NewDisposeScope();
         using var logits = model.Forward(batch); // [R, V]
         // TensorAccessor.ToArray fails on an empty tensor (a step of prefill chunks that need no logits).
         var data = logits.shape[0] == 0 ? [] : logits.data<float>().ToArray();
-        return (new StepLogits(data, (int)logits.shape[1]), rows, batch.ExpertLoads!);
+        var stats = batch.RoutingStats!;
+        start = 0;
+        foreach (var (id, count) in scheduled.Sequences)
+        {
+            var s = sequences[id];
+            for (int i = start; i < start + count; i++)
+            {
+                s.DroppedPairs += stats.DroppedPerToken[i];
+                s.ReroutedPairs += stats.ReroutedPerToken[i];
+            }
+            start += count;
+        }
+        return (new StepLogits(data, (int)logits.shape[1]), rows, stats);
     }
 }
 

@@ -38,5 +38,11 @@ public sealed class Sequence(long id, GenerationRequest request, OutputProcessor
     public long StartedAt { get; set; }
     public long LastTokenAt { get; set; }
     public int Preemptions { get; set; }
+
+    /// <summary>Token-expert pairs of this sequence dropped by capacity, over all layers and steps.</summary>
+    public long DroppedPairs { get; set; }
+
+    /// <summary>Token-expert pairs of this sequence moved outside their vanilla top-k.</summary>
+    public long ReroutedPairs { get; set; }
     public volatile bool CancelRequested;
 }

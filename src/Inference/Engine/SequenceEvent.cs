@@ -19,4 +19,8 @@ public sealed record SequenceEvent
     public IReadOnlyList<PromptTokenLogprob>? PromptLogprobs { get; init; }
     public int PromptTokens { get; init; }
     public int CompletionTokens { get; init; }
+    /// <summary>Token-expert pairs of the sequence dropped so far (all layers).</summary>
+    public long DroppedPairs { get; init; }
+    /// <summary>Token-expert pairs of the sequence rerouted so far (all layers).</summary>
+    public long ReroutedPairs { get; init; }
 }

@@ -12,8 +12,11 @@ public sealed class DecoderLayer : IDisposable
     public RmsNorm post_attention_layernorm { get; }
     public SparseMoeBlock moe { get; }
 
+    private readonly int _layer;
+
     public DecoderLayer(ModelConfig config, int layer, WeightStore weights, ScalarType dtype, Device device)
     {
+        _layer = layer;
         string prefix = $"model.layers.{layer}";
         long h = config.HiddenSize;
         input_layernorm = new RmsNorm(weights.Load($"{prefix}.input_layernorm.weight", [h], dtype, device), config.RmsNormEps);
@@ -25,11 +28,11 @@ public sealed class DecoderLayer : IDisposable
 
     /// <param name="x">[T, H] residual stream, compute dtype.</param>
     /// <returns>[T, H] the residual stream after this layer.</returns>
-    public Tensor Forward(Tensor x, RotaryEmbedding rope, AttentionInput attention, ForwardBatch batch, long[] expertLoad)
+    public Tensor Forward(Tensor x, RotaryEmbedding rope, AttentionInput attention, BatchRouting routing, StepRoutingStats stats)
     {
         using var scope = NewDisposeScope();
         var h = x + self_attn.Forward(input_layernorm.Forward(x), rope, attention);
-        var output = h + moe.Forward(post_attention_layernorm.Forward(h), batch.Policy, expertLoad);
+        var output = h + moe.Forward(post_attention_layernorm.Forward(h), routing, _layer, stats);
         return output.MoveToOuterDisposeScope();
     }
 

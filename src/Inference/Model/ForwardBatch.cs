@@ -27,9 +27,12 @@ public sealed class ForwardBatch
     /// <summary>The key/value memory the slots refer to.</summary>
     public required PagedKvCache Cache { get; init; }
 
-    /// <summary>Routing policy for the step.</summary>
-    public RoutingPolicy Policy { get; init; } = RoutingPolicy.Vanilla;
+    /// <summary>Each token's routing policy and capacity factor; null routes every token as vanilla.</summary>
+    public BatchRouting? Routing { get; init; }
 
-    /// <summary>Filled by the forward pass: token-expert pairs executed, [layer][expert].</summary>
-    public long[][]? ExpertLoads { get; set; }
+    /// <summary>Filled by the forward pass: loads, drops and reroutes per layer and expert, and per token.</summary>
+    public StepRoutingStats? RoutingStats { get; set; }
+
+    /// <summary>Token-expert pairs executed, [layer][expert] (from <see cref="RoutingStats"/>).</summary>
+    public long[][]? ExpertLoads => RoutingStats?.ExpertLoads;
 }

@@ -1,4 +1,5 @@
 using MoeServe.Inference.Checkpoint;
+using MoeServe.Routing;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -71,13 +72,10 @@ public sealed class MoeForCausalLM : IDisposable
         var positions = torch.tensor(positionsHost, device: Device); // [T]
         var x = embed_tokens.index_select(0, ids);                   // [T, H]
         using var attention = AttentionInput.Build(batch, _rope.Tables(positions, ComputeDtype), Device);
-        var loads = new long[layers.Length][];
-        for (int i = 0; i < layers.Length; i++)
-        {
-            loads[i] = new long[Config.NumExperts];
-            x = layers[i].Forward(x, _rope, attention, batch, loads[i]);
-        }
-        batch.ExpertLoads = loads;
+        var routing = batch.Routing ?? BatchRouting.All((int)t, RoutingPolicy.Vanilla);
+        var stats = new StepRoutingStats(layers.Length, Config.NumExperts, (int)t);
+        for (int i = 0; i < layers.Length; i++) x = layers[i].Forward(x, _rope, attention, routing, stats);
+        batch.RoutingStats = stats;
         // A prefill chunk that neither ends its prompt nor wants prompt logprobs asks for no rows.
         if (batch.LogitRows.Length == 0) return torch.empty([0, Config.VocabSize], ScalarType.Float32).MoveToOuterDisposeScope();
         var rows = norm.Forward(x.index_select(0, torch.tensor(batch.LogitRows, device: Device))); // [R, H]

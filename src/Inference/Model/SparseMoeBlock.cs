@@ -48,15 +48,18 @@ public sealed class SparseMoeBlock : IDisposable
     public GateSemantics Semantics => _semantics;
 
     /// <param name="x">[T, H] normalised hidden states, compute dtype.</param>
-    /// <param name="policy">Routing policy for this step.</param>
-    /// <param name="expertLoad">Filled with the token-expert pairs each expert executed ([E]).</param>
+    /// <param name="routing">Each token's policy for this step.</param>
+    /// <param name="layer">This block's layer index.</param>
+    /// <param name="stats">Receives the token-expert pairs each expert executed, and drops and reroutes.</param>
     /// <returns>[T, H] weighted sum of each token's expert outputs, compute dtype.</returns>
-    public Tensor Forward(Tensor x, RoutingPolicy policy, long[] expertLoad)
+    public Tensor Forward(Tensor x, BatchRouting routing, int layer, StepRoutingStats stats)
     {
         using var scope = NewDisposeScope();
         long t = x.shape[0];
         var probs = F.linear(x, gate).AsFloat32().softmax(1); // [T, E] fp32 router maths
-        using var assignment = LayerRouter.Route(probs, _semantics, policy);
+        using var routed = LayerRouter.Route(probs, _semantics, routing, layer);
+        stats.Add(layer, routed);
+        var assignment = routed.Assignment;
         long slots = assignment.ExpertIds.shape[1];
 
         // Pairs in token-major order; pair i belongs to token i / S.
@@ -80,7 +83,7 @@ public sealed class SparseMoeBlock : IDisposable
         var sortedWeights = weights.index_select(0, orderTensor);                                          // [N]
 
         var result = torch.zeros([t, x.shape[1]], x.dtype, x.device);
-        for (int e = 0; e < counts.Length; e++) expertLoad[e] += counts[e];
+        stats.AddLoads(layer, counts, routing, () => assignment.ExpertIds.contiguous().OnCpu().data<long>().ToArray());
         if (sortedTokens.shape[0] == 0) return result.MoveToOuterDisposeScope(); // every pair dropped
         var combined = _experts.Run(x.index_select(0, sortedTokens), counts); // [N, H]
         // Hugging Face casts the routing weights to the hidden dtype before scaling.

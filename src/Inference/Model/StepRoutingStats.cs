@@ -1,0 +1,57 @@
+using MoeServe.Routing;
+
+namespace MoeServe.Inference.Model;
+
+/// <summary>What routing did in one forward pass, gathered layer by layer for metrics and responses.</summary>
+public sealed class StepRoutingStats(int layers, int experts, int tokens)
+{
+    /// <summary>[layer][expert] token-expert pairs executed.</summary>
+    public long[][] ExpertLoads { get; } = Enumerable.Range(0, layers).Select(_ => new long[experts]).ToArray();
+
+    /// <summary>[layer] per policy, [expert] pairs executed for tokens of that policy.</summary>
+    public Dictionary<RoutingPolicy, long[]>[] LoadsByPolicy { get; } = Enumerable.Range(0, layers).Select(_ => new Dictionary<RoutingPolicy, long[]>()).ToArray();
+
+    /// <summary>[layer] per policy, [expert] pairs dropped at that expert.</summary>
+    public Dictionary<RoutingPolicy, long[]>[] Dropped { get; } = Enumerable.Range(0, layers).Select(_ => new Dictionary<RoutingPolicy, long[]>()).ToArray();
+
+    /// <summary>[layer] per policy, [expert] pairs rerouted to that expert.</summary>
+    public Dictionary<RoutingPolicy, long[]>[] Rerouted { get; } = Enumerable.Range(0, layers).Select(_ => new Dictionary<RoutingPolicy, long[]>()).ToArray();
+
+    /// <summary>[T] pairs dropped per token, summed over layers.</summary>
+    public long[] DroppedPerToken { get; } = new long[tokens];
+
+    /// <summary>[T] pairs rerouted per token, summed over layers.</summary>
+    public long[] ReroutedPerToken { get; } = new long[tokens];
+
+    /// <summary>Records the pairs each expert executed, split by the policy of their tokens.</summary>
+    /// <param name="counts">[E] pairs executed per expert.</param>
+    /// <param name="expertIds">[T * S] the assignment's expert ids (-1 empty), read only when the batch mixes policies.</param>
+    public void AddLoads(int layer, long[] counts, BatchRouting routing, Func<long[]> expertIds)
+    {
+        for (int e = 0; e < counts.Length; e++) ExpertLoads[layer][e] += counts[e];
+        if (routing.Uniform is RoutingPolicy uniform)
+        {
+            LoadsByPolicy[layer][uniform] = (long[])counts.Clone();
+            return;
+        }
+        var ids = expertIds();
+        int slots = ids.Length / Math.Max(1, routing.Tokens);
+        for (int t = 0; t < routing.Tokens; t++)
+        {
+            var policy = routing.Policies[t];
+            if (!LoadsByPolicy[layer].TryGetValue(policy, out var byExpert)) LoadsByPolicy[layer][policy] = byExpert = new long[counts.Length];
+            for (int j = 0; j < slots; j++) if (ids[t * slots + j] >= 0) byExpert[ids[t * slots + j]]++;
+        }
+    }
+
+    public void Add(int layer, RoutingResult result)
+    {
+        foreach (var (policy, counts) in result.DroppedPerExpert) Dropped[layer][policy] = counts;
+        foreach (var (policy, counts) in result.ReroutedPerExpert) Rerouted[layer][policy] = counts;
+        for (int t = 0; t < DroppedPerToken.Length; t++)
+        {
+            DroppedPerToken[t] += result.DroppedPerToken[t];
+            ReroutedPerToken[t] += result.ReroutedPerToken[t];
+        }
+    }
+}
