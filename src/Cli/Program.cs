@@ -6,5 +6,6 @@ var root = new RootCommand("MoeServe command-line tools")
 {
     BenchCommand.Create(),
     MoeServe.Cli.Load.LoadCommand.Create(),
+    MoeServe.Cli.Eval.EvalCommand.Create(),
 };
 return root.Parse(args).Invoke();
