@@ -7,5 +7,6 @@ var root = new RootCommand("MoeServe command-line tools")
     BenchCommand.Create(),
     MoeServe.Cli.Load.LoadCommand.Create(),
     MoeServe.Cli.Eval.EvalCommand.Create(),
+    MoeServe.Cli.Compare.CompareCommand.Create(),
 };
 return root.Parse(args).Invoke();

@@ -11,7 +11,12 @@ namespace MoeServe.Cli.Eval;
 /// <param name="Tokens">T, rows of the flat batch.</param>
 /// <param name="DroppedPairs">Token-expert pairs the policy dropped, summed over layers.</param>
 /// <param name="ReroutedPairs">Pairs the policy sent to another expert than vanilla would, summed over layers.</param>
-public sealed record BatchScore(double[] NllSums, int[] Predicted, long[][] ExpertLoads, int Tokens, long DroppedPairs, long ReroutedPairs);
+public sealed record BatchScore(double[] NllSums, int[] Predicted, long[][] ExpertLoads, int Tokens, long DroppedPairs, long ReroutedPairs)
+{
+    /// <summary>[documents][n - 1] the argmax (top-1) next-token id at each predicted position, ties to the lower id:
+    /// what two routing policies' next-token agreement compares.</summary>
+    public int[][] Argmax { get; init; } = [];
+}
 
 /// <summary>
 /// Scores documents through the server's own model code: several documents form one flat batch, each a
@@ -78,16 +83,28 @@ public sealed class DocumentScorer : IDisposable
 
         var sums = new double[documents.Count];
         var predicted = new int[documents.Count];
+        var argmax = new int[documents.Count][];
         for (int d = 0; d < documents.Count; d++)
         {
             var doc = documents[d];
+            argmax[d] = [];
             if (doc.Length < 2) continue; // a one-token document has no token with a prefix
             // Row Start + i predicts doc[i + 1]; the document's last row predicts nothing of it.
             sums[d] = TokenNll.Sum(logits, vocab, slices[d].Start, doc.AsSpan(1));
             predicted[d] = doc.Length - 1;
+            argmax[d] = Enumerable.Range(slices[d].Start, doc.Length - 1).Select(row => Argmax(logits, vocab, row)).ToArray();
         }
         var stats = batch.RoutingStats!;
-        return new BatchScore(sums, predicted, stats.ExpertLoads, t, stats.DroppedPerToken.Sum(), stats.ReroutedPerToken.Sum());
+        return new BatchScore(sums, predicted, stats.ExpertLoads, t, stats.DroppedPerToken.Sum(), stats.ReroutedPerToken.Sum()) { Argmax = argmax };
+    }
+
+    /// <summary>The index of the largest logit of row <paramref name="row"/>, the lowest index among equals.</summary>
+    private static int Argmax(float[] logits, int vocab, int row)
+    {
+        var x = logits.AsSpan(row * vocab, vocab);
+        int best = 0;
+        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
+        return best;
     }
 
     /// <summary>Splits items, in order, into batches of at most <paramref name="maxDocs"/> items and <paramref name="maxTokens"/> tokens.</summary>

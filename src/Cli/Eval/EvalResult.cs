@@ -25,6 +25,13 @@ public sealed record EvalResult
     public required double Seconds { get; init; }
     /// <summary>Things a reader must know to trust the numbers (tokenizer mismatch, skipped files, ...).</summary>
     public required IReadOnlyList<string> Notes { get; init; }
+
+    /// <summary>
+    /// [held-out domain, as <see cref="Perplexity"/>][document, file order][position] the argmax next-token id of the
+    /// mixed batches, for top-1 agreement between policies on the same inputs. Not written to JSON (one number per token).
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public IReadOnlyList<int[][]> MixedBatchArgmax { get; init; } = [];
 }
 
 public sealed record EvalModelInfo(string Dir, string ModelType, int Layers, int Experts, int ExpertsPerToken, int Vocab,

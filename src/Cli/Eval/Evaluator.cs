@@ -72,6 +72,8 @@ public sealed class Evaluator
         var singleNll = new double[heldout.Count];
         var mixedNll = new double[heldout.Count];
         var predicted = new long[heldout.Count];
+        // Per domain, in file order: Interleave and Batches both keep each domain's documents in order.
+        var mixedArgmax = heldout.Select(_ => new List<int[]>()).ToArray();
         using (var scorer = new DocumentScorer(model, maxBatchTokens, settings.BatchDocs))
         {
             // Single-domain batches: consecutive documents of one domain per step.
@@ -95,7 +97,11 @@ public sealed class Evaluator
             foreach (var batch in mixedBatches)
             {
                 var score = scorer.Score(batch.Select(d => d.Ids).ToList(), settings.Policy, settings.CapacityFactor, settings.Routing);
-                for (int j = 0; j < batch.Count; j++) mixedNll[batch[j].Domain] += score.NllSums[j];
+                for (int j = 0; j < batch.Count; j++)
+                {
+                    mixedNll[batch[j].Domain] += score.NllSums[j];
+                    mixedArgmax[batch[j].Domain].Add(score.Argmax[j]);
+                }
                 mixed.Add(score);
             }
         }
@@ -132,6 +138,7 @@ public sealed class Evaluator
             ExpertLoad = new ExpertLoadResult(settings.DeviceCounts.Where(d => LoadMetrics.CanPlace(config.NumExperts, d)).ToList(), groups),
             Seconds = Stopwatch.GetElapsedTime(start).TotalSeconds,
             Notes = notes,
+            MixedBatchArgmax = mixedArgmax.Select(l => l.ToArray()).ToList(),
         };
     }
 

@@ -48,14 +48,15 @@ public static class StreamingRequest
                 if (!line.StartsWith("data: ")) continue;
                 string data = line[6..];
                 if (data == "[DONE]") break;
-                using var doc = JsonDocument.Parse(data);
-                var root = doc.RootElement;
-                if (root.TryGetProperty("error", out _)) return new RequestTiming(500, first, clock.Elapsed.TotalSeconds, gaps, outputTokens);
-                if (root.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
-                    outputTokens = usage.GetProperty("completion_tokens").GetInt32();
-                bool hasToken = root.GetProperty("choices").EnumerateArray()
-                    .Any(c => c.TryGetProperty("logprobs", out var lp) && lp.ValueKind == JsonValueKind.Object);
-                if (!hasToken) continue;
+                // The client shares the machine with the server: only the final usage chunk is parsed as
+                // JSON; token chunks are recognised by their logprobs object.
+                if (data.StartsWith("{\"error\"")) return new RequestTiming(500, first, clock.Elapsed.TotalSeconds, gaps, outputTokens);
+                if (data.Contains("\"usage\":{"))
+                {
+                    using var doc = JsonDocument.Parse(data);
+                    outputTokens = doc.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+                }
+                if (!data.Contains("\"logprobs\":{")) continue;
                 double now = clock.Elapsed.TotalSeconds;
                 if (first is null) first = now;
                 else gaps.Add(now - last);

@@ -39,7 +39,9 @@ public sealed class ExpertBank : IDisposable
     {
         long n = inputs.shape[0], maxRows = counts.Max();
         int active = counts.Count(c => c > 0);
-        bool grouped = active * 2 >= Count && Count * maxRows <= 2 * n;
+        // Small batches (a few hundred pairs) are bound by call overhead, so padding is cheap there;
+        // large ones are bound by arithmetic, so padding may at most double the work.
+        bool grouped = active * 2 >= Count && (n <= 256 || Count * maxRows <= 2 * n);
         return grouped ? RunGrouped(inputs, counts, maxRows) : RunOneByOne(inputs, counts);
     }
 

@@ -37,7 +37,8 @@ public sealed class ServerProcess : IAsyncDisposable
 
     private static ChildProcess Launch(int port, IEnumerable<string> extraArgs) =>
         ChildProcess.Start(RepoPaths.DotnetHost,
-            new[] { RepoPaths.ServerDll, "--urls", $"http://127.0.0.1:{port}" }.Concat(extraArgs),
+            // The tests pin the small random model (whatever the configured default); later arguments override.
+            new[] { RepoPaths.ServerDll, "--urls", $"http://127.0.0.1:{port}", $"--Model:Path={RepoPaths.ModelDir}" }.Concat(extraArgs),
             RepoPaths.Root,
             new Dictionary<string, string?>
             {
