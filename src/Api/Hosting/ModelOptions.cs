@@ -8,7 +8,7 @@ public sealed class ModelOptions : IValidatableObject
     public const string Section = "Model";
 
     /// <summary>Hugging Face style checkpoint folder, absolute or relative to the content root.</summary>
-    [Required] public string Path { get; set; } = "models/moeserve-tiny-random";
+    [Required] public string Path { get; set; } = "models/moeserve-moe-tiny";
 
     /// <summary>Model id clients send and /v1/models lists (default: the folder's name).</summary>
     public string? ServedModelName { get; set; }
