@@ -21,9 +21,7 @@ public static class ChatCompletionsEndpoint
         var json = jsonOptions.Value.SerializerOptions;
         long began = Stopwatch.GetTimestamp();
         var request = await RequestBody.ReadAsync<ChatCompletionRequest>(http.Request, json);
-        var model = state.Require();
-        if (string.IsNullOrEmpty(request.Model)) throw OpenAiException.Invalid("you must provide a model parameter", "model");
-        if (request.Model != model.Id) throw OpenAiException.ModelNotFound(request.Model);
+        var model = state.Require(request.Model);
         var routing = RoutingSelection.Resolve(http.Request.Headers, request.MoeRouting, routingOptions.Value);
 
         if (request.TopLogprobs is int tl && (tl < 0 || tl > GenerationSettings.MaxTopLogprobs))

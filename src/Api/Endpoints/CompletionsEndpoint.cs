@@ -21,9 +21,7 @@ public static class CompletionsEndpoint
         var json = jsonOptions.Value.SerializerOptions;
         long began = Stopwatch.GetTimestamp();
         var request = await RequestBody.ReadAsync<CompletionRequest>(http.Request, json);
-        var model = state.Require();
-        if (string.IsNullOrEmpty(request.Model)) throw OpenAiException.Invalid("you must provide a model parameter", "model");
-        if (request.Model != model.Id) throw OpenAiException.ModelNotFound(request.Model);
+        var model = state.Require(request.Model);
         var routing = RoutingSelection.Resolve(http.Request.Headers, request.MoeRouting, routingOptions.Value);
         if (request.Logprobs is int lp && (lp < 0 || lp > GenerationSettings.MaxTopLogprobs))
             throw OpenAiException.Invalid($"logprobs must be between 0 and {GenerationSettings.MaxTopLogprobs}, got {lp}", "logprobs");

@@ -21,4 +21,14 @@ public sealed class ModelState
 
     /// <exception cref="MoeServe.Api.OpenAi.OpenAiException">503 while loading.</exception>
     public ServedModel Require() => _model ?? throw MoeServe.Api.OpenAi.OpenAiException.NotReady();
+
+    /// <summary>The served model, when the request names it.</summary>
+    /// <exception cref="MoeServe.Api.OpenAi.OpenAiException">503 while loading, 400 without a model, 404 for another model.</exception>
+    public ServedModel Require(string? requestedModel)
+    {
+        var model = Require();
+        if (string.IsNullOrEmpty(requestedModel)) throw MoeServe.Api.OpenAi.OpenAiException.Invalid("you must provide a model parameter", "model");
+        if (requestedModel != model.Id) throw MoeServe.Api.OpenAi.OpenAiException.ModelNotFound(requestedModel);
+        return model;
+    }
 }
