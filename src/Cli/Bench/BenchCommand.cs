@@ -13,7 +13,7 @@ namespace MoeServe.Cli.Bench;
 /// </summary>
 public static class BenchCommand
 {
-    private const string DefaultModel = "models/moeserve-tiny-random";
+    private const string DefaultModel = "models/moeserve-moe-tiny";
 
     public static Command Create()
     {
