@@ -103,13 +103,7 @@ public sealed class BenchRunner(MoeForCausalLM model, BenchSettings settings)
     private static long[] Argmax(float[] logits, int vocab)
     {
         var result = new long[logits.Length / vocab];
-        for (int r = 0; r < result.Length; r++)
-        {
-            var row = logits.AsSpan(r * vocab, vocab);
-            int best = 0;
-            for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
-            result[r] = best;
-        }
+        for (int r = 0; r < result.Length; r++) result[r] = MoeServe.Inference.Sampling.Sampler.ArgMax(logits.AsSpan(r * vocab, vocab));
         return result;
     }
 

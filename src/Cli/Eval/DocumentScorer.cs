@@ -99,13 +99,8 @@ public sealed class DocumentScorer : IDisposable
     }
 
     /// <summary>The index of the largest logit of row <paramref name="row"/>, the lowest index among equals.</summary>
-    private static int Argmax(float[] logits, int vocab, int row)
-    {
-        var x = logits.AsSpan(row * vocab, vocab);
-        int best = 0;
-        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
-        return best;
-    }
+    private static int Argmax(float[] logits, int vocab, int row) =>
+        MoeServe.Inference.Sampling.Sampler.ArgMax(logits.AsSpan(row * vocab, vocab));
 
     /// <summary>Splits items, in order, into batches of at most <paramref name="maxDocs"/> items and <paramref name="maxTokens"/> tokens.</summary>
     public static List<List<T>> Batches<T>(IEnumerable<T> items, Func<T, int> length, int maxDocs, int maxTokens)
