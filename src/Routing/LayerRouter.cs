@@ -77,7 +77,7 @@ public static class LayerRouter
             var expanded = capacityRows.Select(i => policies[i] == RoutingPolicy.ExpandedDrop).ToArray();
             var decision = CapacityRouting.Route(probs.index_select(0, rowsTensor), topValues.index_select(0, rowsTensor),
                 topIds.index_select(0, rowsTensor), nativeWeights.index_select(0, rowsTensor), expanded, capacity, capacityRows,
-                loads, extras, gate, batch.Config, layer, batch.ExpertDevice);
+                loads, extras, gate, batch.Config, layer, batch.Placement?.Layer(layer));
             resultIds = resultIds.index_copy(0, rowsTensor, decision.Ids);
             resultWeights = resultWeights.index_copy(0, rowsTensor, decision.Weights);
             Account(result, decision, capacityRows, policies, k, slots);

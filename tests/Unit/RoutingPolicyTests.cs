@@ -169,9 +169,11 @@ public class RoutingPolicyTests
         int t = 64, e = 8, k = 2;
         var probs = RandomProbs(t, e, 9);
         var gate = new GateSemantics(k, e, true);
-        int[] device = [0, 0, 1, 1, 2, 2, 3, 3];
+        // Layer 1's map differs from layer 0's: the router must read the map of the layer it routes.
+        var placement = ExpertPlacement.Explicit([[0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 2, 3, 3, 2, 1, 0]], e, 4);
+        int[] device = placement.Layer(1);
         var config = new RoutingConfig { Scope = LocalScope.Device, ExtraCandidates = 2 };
-        using var r = LayerRouter.Route(probs, gate, BatchRouting.All(t, RoutingPolicy.ExpandedDrop, 1.0, config, expertDevice: device), 0);
+        using var r = LayerRouter.Route(probs, gate, BatchRouting.All(t, RoutingPolicy.ExpandedDrop, 1.0, config, placement: placement), 1);
         var (ids, weights, slots) = Host(r);
         Assert.Equal(k + 2, slots);
         var p = probs.data<float>().ToArray();

@@ -41,7 +41,7 @@ public static class OpenAiApi
         app.MapGet("/v1/moe/load", ExpertLoad)
             .WithTags("MoE")
             .WithName("ExpertLoad")
-            .WithSummary("The recent layer x expert load matrix (token-expert pairs executed), in total and per routing policy, with each layer's max/mean imbalance.")
+            .WithSummary("The recent layer x expert load matrix (token-expert pairs executed), in total and per routing policy, with each layer's max/mean imbalance, and the expert-parallel placement with each device's pairs and the straggler ratio per layer.")
             .Produces<ExpertLoadDto>();
 
         app.MapMethods("/health", [HttpMethods.Get, HttpMethods.Head], Health)
@@ -53,10 +53,13 @@ public static class OpenAiApi
         return app;
     }
 
-    private static IResult ExpertLoad(LoadWindow window)
+    private static IResult ExpertLoad(LoadWindow window, ModelState state)
     {
         var (steps, total, byPolicy) = window.Snapshot();
-        return TypedResults.Ok(new ExpertLoadDto(steps, window.Capacity, total, byPolicy, total.Select(LoadWindow.Imbalance).ToArray()));
+        var plan = state.Model?.Engine.Model.ExpertParallel;
+        var parallel = plan is null ? null : new ExpertParallelLoadDto(plan.Names, plan.Placement.Mode, plan.Placement.DeviceOf,
+            window.DeviceSnapshot(), Enumerable.Range(0, total.Length).Select(window.StragglerRatio).ToArray());
+        return TypedResults.Ok(new ExpertLoadDto(steps, window.Capacity, total, byPolicy, total.Select(LoadWindow.Imbalance).ToArray(), parallel));
     }
 
     private static IResult ListModels(ModelState state)

@@ -15,8 +15,10 @@ public sealed class ModelLoader(
     IOptions<ModelOptions> modelOptions,
     IOptions<EngineOptions> engineOptions,
     IOptions<RoutingOptions> routingOptions,
+    IOptions<ExpertParallelOptions> expertParallelOptions,
     ModelState state,
     IEngineObserver observer,
+    Metrics.MoeServeMetrics metrics,
     IHostEnvironment environment,
     IHostApplicationLifetime lifetime,
     ILogger<ModelLoader> logger,
@@ -33,14 +35,18 @@ public sealed class ModelLoader(
             var dtype = options.ComputeDtype == "bfloat16" ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32;
             var device = DeviceSelection.Resolve(options.Device);
             var started = DateTime.UtcNow;
-            var model = MoeForCausalLM.Load(dir, dtype, device);
+            var model = MoeForCausalLM.Load(dir, dtype, device, config => expertParallelOptions.Value.ToPlan(config, environment.ContentRootPath)
+                ?? Inference.Parallel.ExpertParallelPlan.Single(device, config.NumLayers, config.NumExperts));
             var tokenizer = ModelTokenizer.Load(dir, model.Config);
             _engine = new InferenceEngine(model, tokenizer, engineOptions.Value, observer, options.MaxModelLen, engineLogger, routingOptions.Value.ToConfig());
             int context = _engine.MaxContextTokens;
             string id = options.ServedModelName ?? Path.GetFileName(dir.TrimEnd(Path.DirectorySeparatorChar));
             state.SetReady(new ServedModel(id, _engine, tokenizer, context, DateTimeOffset.UtcNow.ToUnixTimeSeconds()));
-            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype}; chat template {Template}; loaded in {Seconds:F1}s",
+            var plan = model.ExpertParallel;
+            metrics.SetDevices(plan.Names);
+            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype}; experts on {Devices} ({Placement} placement, {Execution}); chat template {Template}; loaded in {Seconds:F1}s",
                 id, model.Config.ModelType, model.Config.NumLayers, model.Config.NumExperts, model.Config.ExpertsPerToken, dir, device, dtype,
+                string.Join(", ", plan.Names), plan.Placement.Mode, plan.Concurrent ? "concurrent" : "in turn",
                 tokenizer.ChatTemplate.Name, (DateTime.UtcNow - started).TotalSeconds);
         }
         catch (Exception e) when (e is CheckpointException or ArgumentException or IOException or UnauthorizedAccessException)

@@ -17,6 +17,7 @@ public static class ServiceRegistration
         AddValidatedOptions<ModelOptions>(builder, ModelOptions.Section);
         AddValidatedOptions<EngineOptions>(builder, EngineOptions.Section);
         AddValidatedOptions<RoutingOptions>(builder, RoutingOptions.Section);
+        AddValidatedOptions<ExpertParallelOptions>(builder, ExpertParallelOptions.Section);
         AddValidatedOptions<ServerOptions>(builder, ServerOptions.Section);
         services.AddOptions<KestrelServerOptions>().Configure<IOptions<ServerOptions>>((kestrel, server) =>
             kestrel.Limits.MaxRequestBodySize = server.Value.MaxRequestBodyBytes);

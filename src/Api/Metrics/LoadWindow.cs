@@ -6,13 +6,17 @@ namespace MoeServe.Api.Metrics;
 /// <summary>
 /// The expert loads of the most recent engine steps (layer x expert, in total and per policy), kept as
 /// running sums (add the new step, subtract the evicted one), for the imbalance gauge and the
-/// load-matrix JSON endpoint. Written by the engine thread, read by requests.
+/// load-matrix JSON endpoint, and the expert-parallel devices' pairs per layer with the straggler ratio.
+/// Written by the engine thread, read by requests.
 /// </summary>
 public sealed class LoadWindow(int steps = 256)
 {
     private readonly Queue<StepRoutingStats> _recent = new();
     private readonly Dictionary<string, long[][]> _byPolicy = [];
     private long[][] _total = [];
+    private long[][] _deviceTotal = [];   // [layer][device] pairs
+    private double[] _slowestSum = [];    // [layer] sum over steps of max_d pairs
+    private double[] _meanSum = [];       // [layer] sum over steps of mean_d pairs
     private readonly object _lock = new();
 
     public int Capacity => steps;
@@ -21,7 +25,13 @@ public sealed class LoadWindow(int steps = 256)
     {
         lock (_lock)
         {
-            if (_total.Length != step.ExpertLoads.Length) _total = Empty(step);
+            if (_total.Length != step.ExpertLoads.Length || _deviceTotal.FirstOrDefault()?.Length != step.Devices)
+            {
+                _total = Empty(step);
+                _deviceTotal = step.DevicePairs.Select(r => new long[r.Length]).ToArray();
+                _slowestSum = new double[step.ExpertLoads.Length];
+                _meanSum = new double[step.ExpertLoads.Length];
+            }
             Accumulate(step, +1);
             _recent.Enqueue(step);
             while (_recent.Count > steps) Accumulate(_recent.Dequeue(), -1);
@@ -33,6 +43,10 @@ public sealed class LoadWindow(int steps = 256)
         for (int l = 0; l < step.ExpertLoads.Length; l++)
         {
             for (int e = 0; e < step.ExpertLoads[l].Length; e++) _total[l][e] += sign * step.ExpertLoads[l][e];
+            var devices = step.DevicePairs[l];
+            for (int d = 0; d < devices.Length; d++) _deviceTotal[l][d] += sign * devices[d];
+            _slowestSum[l] += sign * devices.Max();
+            _meanSum[l] += sign * devices.Average();
             foreach (var (policy, loads) in step.LoadsByPolicy[l])
             {
                 string name = policy.ToWireName();
@@ -50,6 +64,22 @@ public sealed class LoadWindow(int steps = 256)
     {
         lock (_lock)
             return (_recent.Count, Copy(_total), _byPolicy.ToDictionary(kv => kv.Key, kv => Copy(kv.Value)));
+    }
+
+    /// <summary>Pairs per expert-parallel device summed over the window: [layer][device] (a copy).</summary>
+    public long[][] DeviceSnapshot()
+    {
+        lock (_lock) return Copy(_deviceTotal);
+    }
+
+    /// <summary>
+    /// Straggler ratio of one layer over the window: sum over steps of the busiest device's pairs over the sum
+    /// of the mean device's pairs. The modelled expert-parallel time of the layer divided by what perfectly
+    /// balanced devices would take (1.0: no straggler; 0 without data).
+    /// </summary>
+    public double StragglerRatio(int layer)
+    {
+        lock (_lock) return layer < _meanSum.Length && _meanSum[layer] > 0 ? _slowestSum[layer] / _meanSum[layer] : 0;
     }
 
     /// <summary>max_e / mean_e of one layer's summed loads over the window (1.0 is perfect balance; 0 without data).</summary>

@@ -44,7 +44,17 @@ public sealed class MoeServeMetrics : IEngineObserver
         "Token-expert pairs routed to an expert outside the token's vanilla top-k.", new CounterConfiguration { LabelNames = ["layer", "expert", "policy"] });
     private readonly Gauge _layerImbalance = Prometheus.Metrics.CreateGauge("moeserve_layer_imbalance",
         "max/mean expert load of a layer over the recent window of engine steps.", new GaugeConfiguration { LabelNames = ["layer"] });
+    private readonly Counter _deviceTokens = Prometheus.Metrics.CreateCounter("moeserve_device_tokens_total",
+        "Token-expert pairs executed on each expert-parallel device, summed over layers.", new CounterConfiguration { LabelNames = ["device"] });
+    private readonly Counter _deviceBusy = Prometheus.Metrics.CreateCounter("moeserve_device_busy_seconds_total",
+        "Wall seconds each expert-parallel device spent on its experts (copy in, experts, copy back), summed over layers.", new CounterConfiguration { LabelNames = ["device"] });
+    private readonly Gauge _stragglerRatio = Prometheus.Metrics.CreateGauge("moeserve_layer_straggler_ratio",
+        "Busiest device's pairs over the mean device's, summed over the recent window of engine steps (1.0: balanced devices).", new GaugeConfiguration { LabelNames = ["layer"] });
     private readonly LoadWindow _loadWindow;
+    private string[] _deviceNames = [];
+
+    /// <summary>Names of the expert-parallel devices in the device label (cuda:N, or cpu:N for virtual ranks).</summary>
+    public void SetDevices(IReadOnlyList<string> names) => _deviceNames = names.ToArray();
 
     public MoeServeMetrics(LoadWindow loadWindow) => _loadWindow = loadWindow;
 
@@ -77,8 +87,18 @@ public sealed class MoeServeMetrics : IEngineObserver
             CountByPolicy(_expertDropped, layer, step.Routing.Dropped[layer]);
             CountByPolicy(_expertRerouted, layer, step.Routing.Rerouted[layer]);
         }
+        for (int d = 0; d < step.Routing.Devices; d++)
+        {
+            string device = d < _deviceNames.Length ? _deviceNames[d] : $"cpu:{d}";
+            _deviceTokens.WithLabels(device).Inc(step.Routing.DevicePairs.Sum(layer => layer[d]));
+            _deviceBusy.WithLabels(device).Inc(step.Routing.DeviceSeconds.Sum(layer => layer[d]));
+        }
         _loadWindow.Add(step.Routing);
-        for (int layer = 0; layer < loads.Length; layer++) _layerImbalance.WithLabels(layer.ToString()).Set(_loadWindow.Imbalance(layer));
+        for (int layer = 0; layer < loads.Length; layer++)
+        {
+            _layerImbalance.WithLabels(layer.ToString()).Set(_loadWindow.Imbalance(layer));
+            _stragglerRatio.WithLabels(layer.ToString()).Set(_loadWindow.StragglerRatio(layer));
+        }
     }
 
     public void OnFirstToken(string policy, double secondsSinceQueued) => _ttft.WithLabels(policy).Observe(secondsSinceQueued);

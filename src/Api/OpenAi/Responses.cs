@@ -62,4 +62,13 @@ public sealed record HealthDto(string Status, string? Model, string? Error = nul
 /// <param name="Total">[layer][expert] token-expert pairs executed.</param>
 /// <param name="ByPolicy">Per routing policy, [layer][expert] pairs executed for tokens of that policy.</param>
 /// <param name="Imbalance">[layer] max/mean of the layer's loads.</param>
-public sealed record ExpertLoadDto(int Steps, int Window, long[][] Total, Dictionary<string, long[][]> ByPolicy, double[] Imbalance);
+public sealed record ExpertLoadDto(int Steps, int Window, long[][] Total, Dictionary<string, long[][]> ByPolicy, double[] Imbalance,
+    ExpertParallelLoadDto? ExpertParallel);
+
+/// <summary>Where the experts live and what each device executed over the window.</summary>
+/// <param name="Devices">Device names (cuda:N, or cpu:N for virtual ranks).</param>
+/// <param name="Placement">Mode of the placement: contiguous, explicit or load_aware.</param>
+/// <param name="DeviceOf">[layer][expert] index into <paramref name="Devices"/>.</param>
+/// <param name="DeviceTotal">[layer][device] token-expert pairs executed.</param>
+/// <param name="StragglerRatio">[layer] busiest device's pairs over the mean device's, over the window.</param>
+public sealed record ExpertParallelLoadDto(string[] Devices, string Placement, int[][] DeviceOf, long[][] DeviceTotal, double[] StragglerRatio);

@@ -44,6 +44,9 @@ public sealed class DocumentScorer : IDisposable
         _cache = model.NewCache(1 + (maxBatchTokens + BlockSize - 1) / BlockSize + maxBatchDocs, BlockSize);
     }
 
+    /// <summary>What routing and the expert-parallel devices did in the last <see cref="Score"/> call.</summary>
+    public StepRoutingStats? LastRoutingStats { get; private set; }
+
     /// <param name="documents">Token ids of each document, at most the model's context each.</param>
     /// <param name="policy">Every token's policy; <paramref name="capacityFactor"/> and <paramref name="config"/> as a request and the server would set them.</param>
     public BatchScore Score(IReadOnlyList<int[]> documents, RoutingPolicy policy, double capacityFactor = 1.0, RoutingConfig? config = null)
@@ -95,6 +98,7 @@ public sealed class DocumentScorer : IDisposable
             argmax[d] = Enumerable.Range(slices[d].Start, doc.Length - 1).Select(row => Argmax(logits, vocab, row)).ToArray();
         }
         var stats = batch.RoutingStats!;
+        LastRoutingStats = stats;
         return new BatchScore(sums, predicted, stats.ExpertLoads, t, stats.DroppedPerToken.Sum(), stats.ReroutedPerToken.Sum()) { Argmax = argmax };
     }
 

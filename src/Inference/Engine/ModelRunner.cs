@@ -54,7 +54,7 @@ public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache, Routin
         var batch = new ForwardBatch
         {
             TokenIds = tokenIds, Sequences = slices, LogitRows = logitRows.ToArray(), Cache = cache,
-            Routing = new BatchRouting(policies, capacityFactors, routing, decodeOnly),
+            Routing = new BatchRouting(policies, capacityFactors, routing, decodeOnly, model.ExpertParallel.Placement),
         };
         using var scope = NewDisposeScope();
         using var logits = model.Forward(batch); // [R, V]

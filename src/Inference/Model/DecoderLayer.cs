@@ -1,4 +1,5 @@
 using MoeServe.Inference.Checkpoint;
+using MoeServe.Inference.Parallel;
 using MoeServe.Routing;
 using static TorchSharp.torch;
 
@@ -14,7 +15,8 @@ public sealed class DecoderLayer : IDisposable
 
     private readonly int _layer;
 
-    public DecoderLayer(ModelConfig config, int layer, WeightStore weights, ScalarType dtype, Device device)
+    public DecoderLayer(ModelConfig config, int layer, WeightStore weights, ScalarType dtype, Device device,
+        ExpertParallelPlan plan, DeviceWorkers? workers)
     {
         _layer = layer;
         string prefix = $"model.layers.{layer}";
@@ -23,7 +25,7 @@ public sealed class DecoderLayer : IDisposable
         self_attn = new Attention(config, layer, $"{prefix}.self_attn", weights, dtype, device);
         post_attention_layernorm = new RmsNorm(weights.Load($"{prefix}.post_attention_layernorm.weight", [h], dtype, device), config.RmsNormEps);
         string moePrefix = config.ModelType == "mixtral" ? $"{prefix}.block_sparse_moe" : $"{prefix}.mlp";
-        moe = new SparseMoeBlock(config, moePrefix, weights, dtype, device);
+        moe = new SparseMoeBlock(config, moePrefix, weights, dtype, device, plan.Placement.Layer(layer), plan.Devices, workers);
     }
 
     /// <param name="x">[T, H] residual stream, compute dtype.</param>

@@ -1,4 +1,5 @@
 using MoeServe.Inference.Checkpoint;
+using MoeServe.Inference.Parallel;
 using MoeServe.Routing;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -16,22 +17,28 @@ public sealed class MoeForCausalLM : IDisposable
     public ScalarType ComputeDtype { get; }
     public Device Device { get; }
 
+    /// <summary>Where the experts live and how their devices run.</summary>
+    public ExpertParallelPlan ExpertParallel { get; }
+
     public Tensor embed_tokens { get; } // [V, H]
     public DecoderLayer[] layers { get; }
     public RmsNorm norm { get; }
     public Tensor lm_head { get; }      // [V, H] (the embedding matrix when tied)
 
     private readonly RotaryEmbedding _rope;
+    private readonly DeviceWorkers? _workers;
 
-    private MoeForCausalLM(ModelConfig config, WeightStore weights, ScalarType dtype, Device device)
+    private MoeForCausalLM(ModelConfig config, WeightStore weights, ScalarType dtype, Device device, ExpertParallelPlan plan)
     {
         Config = config;
         ComputeDtype = dtype;
         Device = device;
+        ExpertParallel = plan;
+        _workers = plan.Concurrent && plan.DeviceCount > 1 ? new DeviceWorkers(plan.DeviceCount) : null;
         long v = config.VocabSize, h = config.HiddenSize;
         embed_tokens = weights.Load("model.embed_tokens.weight", [v, h], dtype, device);
         layers = new DecoderLayer[config.NumLayers];
-        for (int i = 0; i < layers.Length; i++) layers[i] = new DecoderLayer(config, i, weights, dtype, device);
+        for (int i = 0; i < layers.Length; i++) layers[i] = new DecoderLayer(config, i, weights, dtype, device, plan, _workers);
         norm = new RmsNorm(weights.Load("model.norm.weight", [h], dtype, device), config.RmsNormEps);
         lm_head = config.TieWordEmbeddings && !weights.Contains("lm_head.weight")
             ? embed_tokens.alias()
@@ -40,13 +47,19 @@ public sealed class MoeForCausalLM : IDisposable
     }
 
     /// <summary>Loads config.json and the weights of <paramref name="modelDir"/>.</summary>
+    /// <param name="device">Where everything but the experts lives (and the experts too without <paramref name="expertParallel"/>).</param>
+    /// <param name="expertParallel">Builds the expert placement once the checkpoint's shape is known; null keeps every expert on <paramref name="device"/>.</param>
     /// <exception cref="CheckpointException">A file or tensor is missing or malformed; the message names it.</exception>
-    public static MoeForCausalLM Load(string modelDir, ScalarType computeDtype, Device device)
+    /// <exception cref="ArgumentException">The expert-parallel plan does not fit the checkpoint.</exception>
+    public static MoeForCausalLM Load(string modelDir, ScalarType computeDtype, Device device, Func<ModelConfig, ExpertParallelPlan>? expertParallel = null)
     {
         var config = ModelConfig.Load(modelDir);
+        var plan = expertParallel?.Invoke(config) ?? ExpertParallelPlan.Single(device, config.NumLayers, config.NumExperts);
+        if (plan.Placement.Layers != config.NumLayers || plan.Placement.Devices != plan.DeviceCount)
+            throw new ArgumentException($"the expert placement covers {plan.Placement.Layers} layers on {plan.Placement.Devices} devices; the model has {config.NumLayers} layers and the plan {plan.DeviceCount} devices");
         using var weights = WeightStore.Open(modelDir);
         using var noGrad = torch.no_grad();
-        return new MoeForCausalLM(config, weights, computeDtype, device);
+        return new MoeForCausalLM(config, weights, computeDtype, device, plan);
     }
 
     /// <summary>Allocates the paged key/value memory for <paramref name="blocks"/> blocks of <paramref name="blockSize"/> tokens.</summary>
@@ -73,7 +86,7 @@ public sealed class MoeForCausalLM : IDisposable
         var x = embed_tokens.index_select(0, ids);                   // [T, H]
         using var attention = AttentionInput.Build(batch, _rope.Tables(positions, ComputeDtype), Device);
         var routing = batch.Routing ?? BatchRouting.All((int)t, RoutingPolicy.Vanilla);
-        var stats = new StepRoutingStats(layers.Length, Config.NumExperts, (int)t);
+        var stats = new StepRoutingStats(layers.Length, Config.NumExperts, (int)t, ExpertParallel.DeviceCount);
         for (int i = 0; i < layers.Length; i++) x = layers[i].Forward(x, _rope, attention, routing, stats);
         batch.RoutingStats = stats;
         // A prefill chunk that neither ends its prompt nor wants prompt logprobs asks for no rows.
@@ -89,5 +102,6 @@ public sealed class MoeForCausalLM : IDisposable
         norm.Dispose();
         lm_head.Dispose();
         _rope.Dispose();
+        _workers?.Dispose();
     }
 }

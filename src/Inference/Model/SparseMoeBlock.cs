@@ -1,4 +1,5 @@
 using MoeServe.Inference.Checkpoint;
+using MoeServe.Inference.Parallel;
 using MoeServe.Routing;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -9,8 +10,8 @@ namespace MoeServe.Inference.Model;
 /// <summary>
 /// The sparse mixture-of-experts feed-forward block. The gate scores every token, the routing policy
 /// (a pure function in MoeServe.Routing) picks each token's experts and weights, and the experts run on
-/// their tokens only: pairs are sorted by expert and counted, and the <see cref="ExpertBank"/> runs each
-/// expert on its contiguous slice.
+/// their tokens only: pairs are sorted by expert (device-major, so each device's pairs are contiguous) and
+/// counted, and <see cref="ShardedExperts"/> runs every device's experts on its slice.
 /// </summary>
 /// <remarks>
 /// Dimension legend: T tokens in the flat batch, H hidden size, F expert FFN size, E experts, S routing
@@ -21,10 +22,13 @@ public sealed class SparseMoeBlock : IDisposable
     /// <summary>[E, H] router weights (checkpoint key "gate").</summary>
     public Tensor gate { get; }
 
-    private readonly ExpertBank _experts;
+    private readonly ShardedExperts _experts;
     private readonly GateSemantics _semantics;
 
-    public SparseMoeBlock(ModelConfig config, string prefix, WeightStore weights, ScalarType dtype, Device device)
+    /// <param name="deviceOf">[E] device index of each expert of this layer, into <paramref name="expertDevices"/>.</param>
+    /// <param name="workers">Threads that run the devices at once; null runs them in turn.</param>
+    public SparseMoeBlock(ModelConfig config, string prefix, WeightStore weights, ScalarType dtype, Device device,
+        int[] deviceOf, Device[] expertDevices, DeviceWorkers? workers)
     {
         long h = config.HiddenSize, f = config.IntermediateSize;
         _semantics = new GateSemantics(config.ExpertsPerToken, config.NumExperts, config.RenormalizeTopK);
@@ -41,7 +45,7 @@ public sealed class SparseMoeBlock : IDisposable
             gateUp[e] = torch.cat([g, u], dim: 0);
             down[e] = weights.Load($"{prefix}.experts.{e}.{downName}.weight", [h, f], dtype, device);
         }
-        _experts = new ExpertBank(gateUp, down);
+        _experts = new ShardedExperts(gateUp, down, deviceOf, expertDevices, workers);
         foreach (var w in gateUp.Concat(down)) w.Dispose();
     }
 
@@ -72,11 +76,15 @@ public sealed class SparseMoeBlock : IDisposable
             experts = experts.index_select(0, pairs);
             weights = weights.index_select(0, pairs);
         }
-        // Sort pairs by expert (stable: token order within an expert) and count them. A counting sort on
-        // the host: the counts must reach the host anyway to slice each expert's rows, and for the few
-        // hundred pairs of a step it costs less than a tensor sort plus bincount.
+        // Sort pairs by expert in device-major order (stable: token order within an expert) and count them.
+        // A counting sort on the host: the counts must reach the host anyway to slice each expert's rows,
+        // and for the few hundred pairs of a step it costs less than a tensor sort plus bincount.
         long[] expertIds = experts.shape[0] == 0 ? [] : experts.OnCpu().data<long>().ToArray(); // (ToArray fails on empty tensors)
-        var (order, counts) = CountingSort(expertIds, _semantics.NumExperts);
+        var rankOf = _experts.RankOf;
+        for (int i = 0; i < expertIds.Length; i++) expertIds[i] = rankOf[expertIds[i]];
+        var (order, countsInOrder) = CountingSort(expertIds, _semantics.NumExperts);
+        var counts = new long[countsInOrder.Length]; // [E] by expert id
+        for (int r = 0; r < counts.Length; r++) counts[_experts.Order[r]] = countsInOrder[r];
         var orderTensor = torch.tensor(order, device: x.device);                                           // [N]
         var pairIndex = assignment.MayHaveEmptySlots ? pairs.index_select(0, orderTensor) : orderTensor;
         var sortedTokens = pairIndex.div(slots, rounding_mode: RoundingMode.floor);                        // [N]
@@ -85,7 +93,8 @@ public sealed class SparseMoeBlock : IDisposable
         var result = torch.zeros([t, x.shape[1]], x.dtype, x.device);
         stats.AddLoads(layer, counts, routing, () => assignment.ExpertIds.contiguous().OnCpu().data<long>().ToArray());
         if (sortedTokens.shape[0] == 0) return result.MoveToOuterDisposeScope(); // every pair dropped
-        var combined = _experts.Run(x.index_select(0, sortedTokens), counts); // [N, H]
+        var (combined, timing) = _experts.Run(x.index_select(0, sortedTokens), countsInOrder); // [N, H]
+        stats.AddDeviceTiming(layer, timing);
         // Hugging Face casts the routing weights to the hidden dtype before scaling.
         combined.mul_(sortedWeights.As(x.dtype).unsqueeze(1));
         return result.index_add_(0, sortedTokens, combined, 1.0).MoveToOuterDisposeScope();

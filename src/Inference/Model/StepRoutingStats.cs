@@ -1,9 +1,11 @@
+using MoeServe.Inference.Parallel;
 using MoeServe.Routing;
 
 namespace MoeServe.Inference.Model;
 
 /// <summary>What routing did in one forward pass, gathered layer by layer for metrics and responses.</summary>
-public sealed class StepRoutingStats(int layers, int experts, int tokens)
+/// <param name="devices">Expert-parallel devices D (1 without expert parallelism).</param>
+public sealed class StepRoutingStats(int layers, int experts, int tokens, int devices = 1)
 {
     /// <summary>[layer][expert] token-expert pairs executed.</summary>
     public long[][] ExpertLoads { get; } = Enumerable.Range(0, layers).Select(_ => new long[experts]).ToArray();
@@ -22,6 +24,27 @@ public sealed class StepRoutingStats(int layers, int experts, int tokens)
 
     /// <summary>[T] pairs rerouted per token, summed over layers.</summary>
     public long[] ReroutedPerToken { get; } = new long[tokens];
+
+    /// <summary>[layer][device] token-expert pairs executed on each expert-parallel device.</summary>
+    public long[][] DevicePairs { get; } = Enumerable.Range(0, layers).Select(_ => new long[devices]).ToArray();
+
+    /// <summary>[layer][device] wall seconds of each device's share of the layer's experts.</summary>
+    public double[][] DeviceSeconds { get; } = Enumerable.Range(0, layers).Select(_ => new double[devices]).ToArray();
+
+    /// <summary>[layer] wall seconds of the layer's whole expert phase (what the layer waited for).</summary>
+    public double[] ExpertWallSeconds { get; } = new double[layers];
+
+    public int Devices => devices;
+
+    public void AddDeviceTiming(int layer, DeviceStepTiming timing)
+    {
+        for (int d = 0; d < timing.Pairs.Length; d++)
+        {
+            DevicePairs[layer][d] += timing.Pairs[d];
+            DeviceSeconds[layer][d] += timing.Seconds[d];
+        }
+        ExpertWallSeconds[layer] += timing.WallSeconds;
+    }
 
     /// <summary>Records the pairs each expert executed, split by the policy of their tokens.</summary>
     /// <param name="counts">[E] pairs executed per expert.</param>

@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using MoeServe.Inference.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoeServe.Inference.Parallel;
+
+/// <summary>What each device did for one MoE layer in one step.</summary>
+/// <param name="Pairs">[D] token-expert pairs executed on each device.</param>
+/// <param name="Seconds">[D] wall time of each device's share: copy in, its experts, copy back.</param>
+/// <param name="WallSeconds">Wall time of the whole expert phase (dispatch to combine), what the layer waited.</param>
+public sealed record DeviceStepTiming(long[] Pairs, double[] Seconds, double WallSeconds);
+
+/// <summary>
+/// The experts of one MoE layer spread over the devices of an <see cref="ExpertParallelPlan"/>: each device
+/// holds an <see cref="ExpertBank"/> of its own experts, with their weights on that device. Rows arrive
+/// sorted in device-major expert order (<see cref="Order"/>), so each device's rows are one contiguous slice;
+/// every device copies its slice in, runs its experts, and copies the result back to the caller's device.
+/// </summary>
+/// <remarks>Legend: E experts, H hidden size, N token-expert pairs, D devices.</remarks>
+public sealed class ShardedExperts : IDisposable
+{
+    private readonly ExpertBank?[] _banks;   // [D]; null when a device holds no expert of this layer
+    private readonly int[] _expertsOnDevice; // [D] how many experts each device holds
+    private readonly Device[] _devices;
+    private readonly DeviceWorkers? _workers;
+
+    /// <param name="gateUp">Per expert [2F, H] (w1 rows then w3 rows), on any device.</param>
+    /// <param name="down">Per expert [H, F].</param>
+    /// <param name="deviceOf">[E] device index of each expert.</param>
+    /// <param name="workers">Threads to run the devices at once; null runs them in turn on the caller.</param>
+    public ShardedExperts(IReadOnlyList<Tensor> gateUp, IReadOnlyList<Tensor> down, int[] deviceOf, Device[] devices, DeviceWorkers? workers)
+    {
+        if (deviceOf.Length != gateUp.Count) throw new ArgumentException($"placement of {deviceOf.Length} experts for {gateUp.Count}");
+        _devices = devices;
+        _workers = workers;
+        Order = Enumerable.Range(0, deviceOf.Length).OrderBy(e => deviceOf[e]).ThenBy(e => e).ToArray();
+        RankOf = new int[Order.Length];
+        for (int i = 0; i < Order.Length; i++) RankOf[Order[i]] = i;
+        _banks = new ExpertBank?[devices.Length];
+        _expertsOnDevice = new int[devices.Length];
+        for (int d = 0; d < devices.Length; d++)
+        {
+            var mine = Order.Where(e => deviceOf[e] == d).ToArray();
+            _expertsOnDevice[d] = mine.Length;
+            if (mine.Length == 0) continue;
+            // Weights move to their device once, at load; the bank stacks them into tensors of its own.
+            var g = mine.Select(e => gateUp[e].to(devices[d])).ToList();
+            var w = mine.Select(e => down[e].to(devices[d])).ToList();
+            _banks[d] = new ExpertBank(g, w);
+            foreach (var (moved, original) in g.Zip(mine.Select(e => gateUp[e])).Concat(w.Zip(mine.Select(e => down[e]))))
+                if (!ReferenceEquals(moved, original)) moved.Dispose();
+        }
+    }
+
+    /// <summary>[E] experts in device-major order: the order rows must arrive in.</summary>
+    public int[] Order { get; }
+
+    /// <summary>[E] position of each expert in <see cref="Order"/>.</summary>
+    public int[] RankOf { get; }
+
+    public int Devices => _devices.Length;
+
+    /// <summary>Runs every device's experts on its rows.</summary>
+    /// <param name="inputs">[N, H] rows sorted by <see cref="Order"/>: countsInOrder[0] rows for expert Order[0], then Order[1], ...</param>
+    /// <param name="countsInOrder">[E] rows per expert, in <see cref="Order"/>.</param>
+    /// <returns>[N, H] expert outputs in the order of <paramref name="inputs"/>, on its device, and what each device did.</returns>
+    public (Tensor Output, DeviceStepTiming Timing) Run(Tensor inputs, long[] countsInOrder)
+    {
+        long started = Stopwatch.GetTimestamp();
+        int devices = _devices.Length;
+        var pairs = new long[devices];
+        var seconds = new double[devices];
+        var outputs = new Tensor?[devices];
+        var jobs = new Action?[devices];
+        long row = 0;
+        int expert = 0;
+        for (int d = 0; d < devices; d++)
+        {
+            var counts = countsInOrder.AsSpan(expert, _expertsOnDevice[d]).ToArray();
+            expert += counts.Length;
+            long rows = counts.Sum();
+            pairs[d] = rows;
+            if (rows == 0) continue;
+            var slice = inputs.narrow(0, row, rows); // [n_d, H], a view owned by the caller's scope
+            row += rows;
+            int device = d;
+            jobs[d] = () =>
+            {
+                long start = Stopwatch.GetTimestamp();
+                using (var scope = NewDisposeScope())
+                {
+                    var output = _banks[device]!.Run(ToDevice(slice, _devices[device]), counts).to(inputs.device); // [n_d, H]
+                    // Handed to the caller's thread, which disposes it; this thread's scope must not.
+                    outputs[device] = output.DetachFromDisposeScope();
+                }
+                seconds[device] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            };
+        }
+        try
+        {
+            if (_workers is not null) _workers.RunAll(jobs);
+            else foreach (var job in jobs) job?.Invoke();
+            var produced = outputs.Where(o => o is not null).Select(o => o!).ToList();
+            // alias(): a handle in the caller's dispose scope; the detached handles are freed below.
+            var result = produced.Count switch
+            {
+                0 => inputs.new_empty([0, inputs.shape[1]]),
+                1 => produced[0].alias(),
+                _ => torch.cat(produced, 0),
+            };
+            return (result, new DeviceStepTiming(pairs, seconds, Stopwatch.GetElapsedTime(started).TotalSeconds));
+        }
+        finally
+        {
+            foreach (var o in outputs) o?.Dispose();
+        }
+    }
+
+    /// <summary>Copies rows to an expert's device; host rows bound for a GPU go through pinned memory so the copy can be asynchronous.</summary>
+    private static Tensor ToDevice(Tensor rows, Device device)
+    {
+        if (rows.device.type == device.type && rows.device.index == device.index) return rows;
+        return rows.device.type == DeviceType.CPU && device.type == DeviceType.CUDA
+            ? rows.contiguous().pin_memory().to(device, non_blocking: true)
+            : rows.to(device);
+    }
+
+    public void Dispose()
+    {
+        foreach (var bank in _banks) bank?.Dispose();
+    }
+}
