@@ -8,5 +8,6 @@ var root = new RootCommand("MoeServe command-line tools")
     MoeServe.Cli.Load.LoadCommand.Create(),
     MoeServe.Cli.Eval.EvalCommand.Create(),
     MoeServe.Cli.Compare.CompareCommand.Create(),
+    MoeServe.Cli.Straggler.StragglerCommand.Create(),
 };
 return root.Parse(args).Invoke();

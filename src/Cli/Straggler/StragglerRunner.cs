@@ -1,0 +1,139 @@
+using System.Diagnostics;
+using MoeServe.Cli.Bench;
+using MoeServe.Cli.Eval;
+using MoeServe.Inference.Model;
+using MoeServe.Inference.Parallel;
+using MoeServe.Inference.Tokenization;
+using MoeServe.Routing;
+using TorchSharp;
+
+namespace MoeServe.Cli.Straggler;
+
+/// <summary>What `moeserve-cli straggler` measures with.</summary>
+public sealed record StragglerSettings
+{
+    public required string ModelDir { get; init; }
+    public required string DataDir { get; init; }
+    public required IReadOnlyList<int> DeviceCounts { get; init; }
+    public int WindowTokens { get; init; } = 64;
+    public int BatchWindows { get; init; } = 8;
+    public int Batches { get; init; } = 8;
+    public int Repeats { get; init; } = 3;
+    public int? Threads { get; init; } = 1;
+    public Action<string>? Log { get; init; }
+}
+
+/// <summary>Everything a report needs: the rows and what they were measured on.</summary>
+public sealed record StragglerReport(string ModelDir, StragglerSettings Settings, List<string> Domains, int BatchTokens,
+    List<StragglerRow> Rows, MachineInfo Machine, double Seconds);
+
+/// <summary>
+/// Runs the shipped model's MoE layers on 2, 4 and 8 virtual devices under each routing policy, on the same
+/// mixed-domain batches. Every (devices, placement) pair loads the model twice: once with the devices in turn
+/// (each device's share timed alone, for the modelled latency) and once with one worker thread per device
+/// (the measured wall time). Repeats interleave the configurations so the machine's noise spreads over all.
+/// </summary>
+public sealed class StragglerRunner(StragglerSettings settings)
+{
+    private static readonly string[] Placements = ["contiguous", "load_aware"];
+
+    public StragglerReport Run()
+    {
+        long started = Stopwatch.GetTimestamp();
+        var log = settings.Log ?? (_ => { });
+        if (settings.Threads is int threads) torch.set_num_threads(threads);
+        using var inference = torch.inference_mode();
+        using var single = MoeForCausalLM.Load(settings.ModelDir, torch.ScalarType.Float32, torch.CPU);
+        var config = single.Config;
+        var encoder = new DocumentEncoder(ModelTokenizer.Load(settings.ModelDir, config), config.MaxPositionEmbeddings);
+        var inputs = StragglerInputs.Build(EvalData.Open(settings.DataDir), encoder, settings.WindowTokens, settings.BatchWindows, settings.Batches);
+        int batchTokens = settings.WindowTokens * settings.BatchWindows;
+        log($"{inputs.Measured.Count} measured and {inputs.Calibration.Count} calibration batches of {settings.BatchWindows} x {settings.WindowTokens} tokens over {string.Join(", ", inputs.Domains)}");
+
+        // Load-aware placement from vanilla loads of the calibration batches, never of the measured ones.
+        var calibrationLoads = new long[config.NumLayers][];
+        for (int l = 0; l < config.NumLayers; l++) calibrationLoads[l] = new long[config.NumExperts];
+        using (var scorer = new DocumentScorer(single, batchTokens, settings.BatchWindows))
+            foreach (var batch in inputs.Calibration)
+            {
+                var loads = scorer.Score(batch, RoutingPolicy.Vanilla).ExpertLoads;
+                for (int l = 0; l < loads.Length; l++) for (int e = 0; e < loads[l].Length; e++) calibrationLoads[l][e] += loads[l][e];
+            }
+
+        var configurations = StragglerConfiguration.For(config.ExpertsPerToken);
+        var rows = new List<StragglerRow>();
+        foreach (int devices in settings.DeviceCounts)
+        {
+            foreach (var placementMode in Placements)
+            {
+                var placement = placementMode == "load_aware"
+                    ? ExpertPlacement.LoadAware(calibrationLoads, config.NumExperts, devices)
+                    : ExpertPlacement.Contiguous(config.NumLayers, config.NumExperts, devices);
+                // Load-aware placement is shown for the policies it competes with: vanilla and token drop at capacity 1.0.
+                var measured = placementMode == "load_aware" ? configurations.Take(2).ToList() : configurations.ToList();
+                log($"{devices} devices, {placementMode} placement: {measured.Count} policies x {settings.Repeats} repeats ...");
+                using var inTurn = MoeForCausalLM.Load(settings.ModelDir, torch.ScalarType.Float32, torch.CPU, _ => ExpertParallelPlan.Virtual(devices, placement, concurrent: false));
+                using var atOnce = MoeForCausalLM.Load(settings.ModelDir, torch.ScalarType.Float32, torch.CPU, _ => ExpertParallelPlan.Virtual(devices, placement, concurrent: true));
+                using var inTurnScorer = new DocumentScorer(inTurn, batchTokens, settings.BatchWindows);
+                using var atOnceScorer = new DocumentScorer(atOnce, batchTokens, settings.BatchWindows);
+                // Warm-up: first calls allocate and fill libtorch's caches.
+                inTurnScorer.Score(inputs.Measured[0], RoutingPolicy.Vanilla);
+                atOnceScorer.Score(inputs.Measured[0], RoutingPolicy.Vanilla);
+
+                var samples = measured.Select(_ => new List<StragglerRow>()).ToList();
+                for (int repeat = 0; repeat < settings.Repeats; repeat++)
+                    for (int c = 0; c < measured.Count; c++)
+                        samples[c].Add(Measure(inTurnScorer, atOnceScorer, measured[c], inputs.Measured, devices, placementMode, config.ExpertsPerToken, batchTokens));
+                rows.AddRange(samples.Select(Median));
+            }
+        }
+        return new StragglerReport(settings.ModelDir, settings, inputs.Domains, batchTokens, WithSpeedups(rows),
+            MachineInfo.Collect(), Stopwatch.GetElapsedTime(started).TotalSeconds);
+    }
+
+    /// <summary>One pass over the measured batches under one policy: per-step means.</summary>
+    private static StragglerRow Measure(DocumentScorer inTurn, DocumentScorer atOnce, StragglerConfiguration c, List<List<int[]>> batches,
+        int devices, string placement, int topK, int batchTokens)
+    {
+        double wall = 0, modelled = 0, work = 0, maxPairs = 0, imbalance = 0, dropped = 0;
+        int layerSteps = 0;
+        foreach (var batch in batches)
+        {
+            var score = inTurn.Score(batch, c.Policy, c.CapacityFactor, c.Routing);
+            var stats = inTurn.LastRoutingStats!;
+            for (int l = 0; l < stats.DevicePairs.Length; l++)
+            {
+                modelled += stats.DeviceSeconds[l].Max();
+                work += stats.DeviceSeconds[l].Sum();
+                maxPairs += stats.DevicePairs[l].Max();
+                imbalance += LoadMetrics.Imbalance(stats.DevicePairs[l]);
+                layerSteps++;
+            }
+            dropped += score.DroppedPairs / (double)(batchTokens * topK * stats.DevicePairs.Length);
+            atOnce.Score(batch, c.Policy, c.CapacityFactor, c.Routing);
+            wall += atOnce.LastRoutingStats!.ExpertWallSeconds.Sum();
+        }
+        int n = batches.Count;
+        return new StragglerRow(devices, placement, c.Name, 1e3 * wall / n, 1e3 * modelled / n, 1e3 * work / n, maxPairs / n, imbalance / layerSteps, dropped / n);
+    }
+
+    private static StragglerRow Median(List<StragglerRow> repeats)
+    {
+        double M(Func<StragglerRow, double> f) => Statistics.Median(repeats.Select(f).ToList());
+        var first = repeats[0];
+        // Pairs, imbalance and drops are deterministic; times vary between repeats.
+        return first with { WallMs = M(r => r.WallMs), ModelledMs = M(r => r.ModelledMs), DeviceWorkMs = M(r => r.DeviceWorkMs) };
+    }
+
+    /// <summary>Each row against vanilla with contiguous placement on the same number of devices.</summary>
+    private static List<StragglerRow> WithSpeedups(List<StragglerRow> rows) => rows.Select(r =>
+    {
+        var reference = rows.First(v => v.Devices == r.Devices && v.Placement == "contiguous" && v.Policy == StragglerConfiguration.VanillaName);
+        return r with
+        {
+            ModelledSpeedup = reference.ModelledMs / r.ModelledMs,
+            WallSpeedup = reference.WallMs / r.WallMs,
+            CostModelSpeedup = reference.MaxDevicePairs / r.MaxDevicePairs,
+        };
+    }).ToList();
+}
