@@ -75,7 +75,7 @@ public sealed class ExpertParallelOptions : IValidatableObject
     /// <exception cref="ArgumentException">The plan does not fit the checkpoint, CUDA is missing, or the load profile is unreadable; the message names the key.</exception>
     public ExpertParallelPlan? ToPlan(ModelConfig config, string contentRoot)
     {
-        if (DeviceCount == 1 && Placement == "contiguous") return null;
+        if (Devices.Length == 0 && VirtualDevices == 1 && Placement == "contiguous") return null;
         int layers = config.NumLayers, experts = config.NumExperts, devices = DeviceCount;
         ExpertPlacement placement;
         try

@@ -73,7 +73,8 @@ public sealed class DocumentScorer : IDisposable
             Sequences = slices,
             LogitRows = Enumerable.Range(0, t).Select(r => (long)r).ToArray(),
             Cache = _cache,
-            Routing = BatchRouting.All(t, policy, capacityFactor, config),
+            // As the engine does: expanded_drop's local experts follow the model's expert placement.
+            Routing = BatchRouting.All(t, policy, capacityFactor, config, placement: _model.ExpertParallel.Placement),
         };
         float[] logits;
         int vocab;
