@@ -1,3 +1,4 @@
+using MoeServe.Routing;
 using System.CommandLine;
 using System.Diagnostics;
 using MoeServe.Inference.Checkpoint;
@@ -24,11 +25,13 @@ public static class BenchCommand
         var batch = new Option<string>("--batch") { Description = "Comma-separated batch sizes (sequences decoding together in one flat batch), e.g. 1,8", DefaultValueFactory = _ => "1" };
         var repeats = new Option<int>("--repeats") { Description = "Measured passes per row (after one warm-up pass)", DefaultValueFactory = _ => 5 };
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: libtorch's choice)" };
+        var policies = new Option<string>("--policies") { Description = "Comma-separated routing policies, each row run under each (capacity factor 1.0)", DefaultValueFactory = _ => "vanilla" };
+        var applyToDecode = new Option<bool>("--apply-to-decode") { Description = "Enforce capacity on decode steps too (Routing:ApplyToDecode)" };
         var markdown = new Option<string?>("--markdown") { Description = "Also write the report to this Markdown file" };
 
         var command = new Command("bench", "Measure prefill/decode speed and memory of a model per compute dtype")
         {
-            model, dtypes, prompt, decode, batch, repeats, threads, markdown,
+            model, dtypes, prompt, decode, batch, repeats, threads, policies, applyToDecode, markdown,
         };
         command.SetAction(result =>
         {
@@ -40,6 +43,8 @@ public static class BenchCommand
                     ModelDir = Path.GetFullPath(result.GetValue(model) ?? RepositoryRoot.Resolve(DefaultModel)),
                     Dtypes = SplitList(result.GetValue(dtypes)!).Select(BenchSettings.ParseDtype).Distinct().ToArray(),
                     Batches = SplitList(result.GetValue(batch)!).Select(ParsePositive).Distinct().ToArray(),
+                    Policies = SplitList(result.GetValue(policies)!).Select(ParsePolicy).Distinct().ToArray(),
+                    ApplyToDecode = result.GetValue(applyToDecode),
                     PromptTokens = Positive(result.GetValue(prompt), "--prompt-tokens"),
                     DecodeTokens = Positive(result.GetValue(decode), "--decode-tokens"),
                     Repeats = Positive(result.GetValue(repeats), "--repeats"),
@@ -89,12 +94,12 @@ public static class BenchCommand
             long start = Stopwatch.GetTimestamp();
             using var loaded = MoeForCausalLM.Load(settings.ModelDir, dtype, torch.CPU);
             double loadSeconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            var runner = new BenchRunner(loaded, settings);
             foreach (int b in settings.Batches)
-            {
-                Console.Error.WriteLine($"bench: {BenchSettings.DtypeName(dtype)} batch {b}: warm-up + {settings.Repeats} passes ...");
-                rows.Add(runner.Run(b, loadSeconds));
-            }
+                foreach (var policy in settings.Policies)
+                {
+                    Console.Error.WriteLine($"bench: {BenchSettings.DtypeName(dtype)} batch {b} {policy.ToWireName()}: warm-up + {settings.Repeats} passes ...");
+                    rows.Add(new BenchRunner(loaded, settings, policy).Run(b, loadSeconds));
+                }
         }
 
         string report = BenchReport.Format(settings, config, machine, rows, baselineRss, ProcessMemory.RunPeak());
@@ -110,6 +115,9 @@ public static class BenchCommand
 
     private static IEnumerable<string> SplitList(string value) =>
         value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    private static RoutingPolicy ParsePolicy(string text) =>
+        RoutingPolicyNames.TryParse(text, out var p) ? p : throw new ArgumentException($"unknown policy '{text}' (use {string.Join(", ", RoutingPolicyNames.All)})");
 
     private static int ParsePositive(string text) =>
         int.TryParse(text, out int v) && v > 0 ? v : throw new ArgumentException($"'{text}' is not a positive integer");

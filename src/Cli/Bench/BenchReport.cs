@@ -1,3 +1,4 @@
+using MoeServe.Routing;
 using System.Globalization;
 using System.Text;
 using MoeServe.Inference.Checkpoint;
@@ -27,18 +28,19 @@ public static class BenchReport
                       $"{settings.DecodeTokens} greedy decode steps; 1 warm-up pass + {settings.Repeats} measured, throughput = median over passes, " +
                       $"step latency percentiles over all {settings.Repeats * settings.DecodeTokens} measured steps");
         md.AppendLine();
-        md.AppendLine("| dtype | batch | prompt tokens | prefill tok/s | decode tok/s | decode step p50 ms | p99 ms | peak RSS MiB | prefill ΔRSS MiB | decode ΔRSS MiB | KV cache KiB | load ms | other procs CPU % |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| dtype | batch | policy | prompt tokens | prefill tok/s | decode tok/s | decode step p50 ms | p99 ms | routing p50 ms/step | routing share | peak RSS MiB | prefill ΔRSS MiB | decode ΔRSS MiB | KV cache KiB | load ms | other procs CPU % |");
+        md.AppendLine("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
         {
             string delta(long bytes) => ProcessMemory.CanResetPeak ? (bytes / MiB).ToString("F1", inv) : "n/a";
             md.AppendLine(string.Create(inv,
-                $"| {BenchSettings.DtypeName(r.Dtype)} | {r.Batch} | {r.PromptTokens} | {r.PrefillTokensPerSecond:F0} | {r.DecodeTokensPerSecond:F1} | " +
-                $"{r.DecodeStepP50Ms:F2} | {r.DecodeStepP99Ms:F2} | {r.PeakRssBytes / MiB:F0} | {delta(r.PrefillRssDeltaBytes)} | " +
+                $"| {BenchSettings.DtypeName(r.Dtype)} | {r.Batch} | {r.Policy.ToWireName()} | {r.PromptTokens} | {r.PrefillTokensPerSecond:F0} | {r.DecodeTokensPerSecond:F1} | " +
+                $"{r.DecodeStepP50Ms:F2} | {r.DecodeStepP99Ms:F2} | {r.DecodeRoutingP50Ms:F3} | {100 * r.DecodeRoutingP50Ms / r.DecodeStepP50Ms:F1}% | {r.PeakRssBytes / MiB:F0} | {delta(r.PrefillRssDeltaBytes)} | " +
                 $"{delta(r.DecodeRssDeltaBytes)} | {r.KvCacheBytes / 1024.0:F0} | {r.LoadSeconds * 1e3:F0} | {r.OtherProcessesCpuPercent?.ToString("F0", inv) ?? "n/a"} |"));
         }
         md.AppendLine();
         AppendRatios(md, rows);
+        AppendPolicyRatios(md, rows, settings.ApplyToDecode);
         md.AppendLine(string.Create(inv, $"- RSS with .NET and libtorch loaded, before any weights: {baselineRss / MiB:F0} MiB; " +
                                          $"process peak RSS over the whole run (model loads included): {runPeakRss / MiB:F0} MiB"));
         md.AppendLine("- peak RSS is process-wide: the row's peak after its warm-up, so it includes the loaded weights, the .NET " +
@@ -50,14 +52,30 @@ public static class BenchReport
         return md.ToString();
     }
 
+    /// <summary>Each policy's decode speed against vanilla's in the same dtype and batch: what routing adds to a decode step.</summary>
+    private static void AppendPolicyRatios(StringBuilder md, IReadOnlyList<BenchRow> rows, bool applyToDecode)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        foreach (var r in rows.Where(r => r.Policy != MoeServe.Routing.RoutingPolicy.Vanilla))
+        {
+            var vanilla = rows.FirstOrDefault(v => v.Dtype == r.Dtype && v.Batch == r.Batch && v.Policy == MoeServe.Routing.RoutingPolicy.Vanilla);
+            if (vanilla is null) continue;
+            md.AppendLine(string.Create(inv,
+                $"- {r.Policy.ToWireName()} vs vanilla, {BenchSettings.DtypeName(r.Dtype)} batch {r.Batch}: decode step p50 {r.DecodeStepP50Ms / vanilla.DecodeStepP50Ms:F3}×, " +
+                $"routing {r.DecodeRoutingP50Ms:F3} vs {vanilla.DecodeRoutingP50Ms:F3} ms per step (+{100 * (r.DecodeRoutingP50Ms - vanilla.DecodeRoutingP50Ms) / vanilla.DecodeStepP50Ms:F1}% of vanilla's step)"));
+        }
+        if (rows.Any(r => r.Policy != MoeServe.Routing.RoutingPolicy.Vanilla))
+            md.AppendLine($"- routing = the policy's LayerRouter.Route time summed over layers, timed inside each decode step; capacity on decode steps: {(applyToDecode ? "enforced (--apply-to-decode)" : "off (the server default), so token_drop and expanded_drop route decode steps as top-k")}");
+    }
+
     /// <summary>bf16 / fp32 speed ratios per batch size, the headline of a dtype comparison.</summary>
     private static void AppendRatios(StringBuilder md, IReadOnlyList<BenchRow> rows)
     {
         var inv = CultureInfo.InvariantCulture;
         foreach (var batch in rows.Select(r => r.Batch).Distinct())
         {
-            var fp32 = rows.FirstOrDefault(r => r.Batch == batch && r.Dtype == torch.ScalarType.Float32);
-            var bf16 = rows.FirstOrDefault(r => r.Batch == batch && r.Dtype == torch.ScalarType.BFloat16);
+            var fp32 = rows.FirstOrDefault(r => r.Batch == batch && r.Dtype == torch.ScalarType.Float32 && r.Policy == MoeServe.Routing.RoutingPolicy.Vanilla);
+            var bf16 = rows.FirstOrDefault(r => r.Batch == batch && r.Dtype == torch.ScalarType.BFloat16 && r.Policy == MoeServe.Routing.RoutingPolicy.Vanilla);
             if (fp32 is null || bf16 is null) continue;
             md.AppendLine(string.Create(inv,
                 $"- bf16/fp32 at batch {batch}: prefill {bf16.PrefillTokensPerSecond / fp32.PrefillTokensPerSecond:F2}×, " +

@@ -17,4 +17,9 @@ public sealed record BenchRow(
     long DecodeRssDeltaBytes,
     long KvCacheBytes,
     double LoadSeconds,
-    double? OtherProcessesCpuPercent);
+    double? OtherProcessesCpuPercent)
+{
+    public MoeServe.Routing.RoutingPolicy Policy { get; init; } = MoeServe.Routing.RoutingPolicy.Vanilla;
+    /// <summary>Median over decode steps of the routing policy's time, summed over layers.</summary>
+    public double DecodeRoutingP50Ms { get; init; }
+}

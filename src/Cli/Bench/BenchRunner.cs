@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using MoeServe.Inference.Model;
+using MoeServe.Routing;
 using static TorchSharp.torch;
 
 namespace MoeServe.Cli.Bench;
@@ -9,10 +10,13 @@ namespace MoeServe.Cli.Bench;
 /// <see cref="MoeForCausalLM.Forward"/> per step over a flat batch, a fresh KV cache per sequence.
 /// Must run on a thread that is in inference mode.
 /// </summary>
-public sealed class BenchRunner(MoeForCausalLM model, BenchSettings settings)
+/// <param name="policy">Every token's routing policy, capacity factor 1.0, as a request with that policy would get.</param>
+public sealed class BenchRunner(MoeForCausalLM model, BenchSettings settings, RoutingPolicy policy = RoutingPolicy.Vanilla)
 {
     /// <summary>Timings and memory of one prefill followed by its decode steps.</summary>
-    private sealed record Pass(double PrefillSeconds, double[] StepSeconds, long PrefillRssDelta, long DecodeRssDelta);
+    private sealed record Pass(double PrefillSeconds, double[] StepSeconds, double[] RoutingSeconds, long PrefillRssDelta, long DecodeRssDelta);
+
+    private readonly RoutingConfig _routing = RoutingConfig.Default with { ApplyToDecode = settings.ApplyToDecode };
 
     /// <summary>One warm-up pass, then <see cref="BenchSettings.Repeats"/> measured passes of <paramref name="batch"/> sequences.</summary>
     public BenchRow Run(int batch, double loadSeconds)
@@ -42,7 +46,11 @@ public sealed class BenchRunner(MoeForCausalLM model, BenchSettings settings)
             DecodeRssDeltaBytes: passes.Max(x => x.DecodeRssDelta),
             KvCacheBytes: kvBytes,
             LoadSeconds: loadSeconds,
-            OtherProcessesCpuPercent: others);
+            OtherProcessesCpuPercent: others)
+        {
+            Policy = policy,
+            DecodeRoutingP50Ms = Statistics.Percentile(passes.SelectMany(x => x.RoutingSeconds).ToArray(), 50) * 1e3,
+        };
     }
 
     /// <summary>Prefills <paramref name="batch"/> prompts in one flat batch, then decodes <paramref name="decodeSteps"/> tokens each.</summary>
@@ -65,37 +73,46 @@ public sealed class BenchRunner(MoeForCausalLM model, BenchSettings settings)
             slices[b] = new SequenceSlice(b * p, p, 0, cache.Slots(blocks[b], p));
             lastRows[b] = b * p + p - 1;
         }
-        var (prefillSeconds, next, prefillDelta) = Step(tokens, slices, lastRows, cache);
+        var (prefillSeconds, _, next, prefillDelta) = Step(tokens, slices, lastRows, cache, decodeOnly: false);
 
         // Decode: T = batch rows, one new token per sequence, every row needs logits.
         var allRows = Enumerable.Range(0, batch).Select(b => (long)b).ToArray();
         var stepSeconds = new double[decodeSteps];
+        var routingSeconds = new double[decodeSteps];
         long decodeDelta = 0;
         for (int s = 0; s < decodeSteps; s++)
         {
             int past = p + s;
             var decodeSlices = Enumerable.Range(0, batch).Select(b => new SequenceSlice(b, 1, past, cache.Slots(blocks[b], past + 1))).ToArray();
-            (stepSeconds[s], next, long delta) = Step(next, decodeSlices, allRows, cache);
+            (stepSeconds[s], routingSeconds[s], next, long delta) = Step(next, decodeSlices, allRows, cache, decodeOnly: true);
             decodeDelta = Math.Max(decodeDelta, delta);
         }
-        return new Pass(prefillSeconds, stepSeconds, prefillDelta, decodeDelta);
+        return new Pass(prefillSeconds, stepSeconds, routingSeconds, prefillDelta, decodeDelta);
     }
 
     /// <summary>One timed forward pass plus greedy selection (what an engine step costs before detokenising).</summary>
-    /// <returns>Seconds, the argmax token of each logits row ([R]), and how far RSS rose above its level before the step.</returns>
-    private (double Seconds, long[] Next, long RssDelta) Step(long[] tokens, SequenceSlice[] slices, long[] logitRows, PagedKvCache cache)
+    /// <returns>Seconds, the routing policy's seconds within them (all layers), the argmax token of each logits row ([R]),
+    /// and how far RSS rose above its level before the step.</returns>
+    private (double Seconds, double RoutingSeconds, long[] Next, long RssDelta) Step(long[] tokens, SequenceSlice[] slices, long[] logitRows,
+        PagedKvCache cache, bool decodeOnly)
     {
         long rssBefore = ProcessMemory.CurrentRss();
         ProcessMemory.ResetPeak();
         long start = Stopwatch.GetTimestamp();
         long[] next;
+        // Built per step as the engine's model runner does (outside the layers' routing time).
+        var batch = new ForwardBatch
+        {
+            TokenIds = tokens, Sequences = slices, LogitRows = logitRows, Cache = cache,
+            Routing = BatchRouting.All(tokens.Length, policy, 1.0, _routing, decodeOnly, model.ExpertParallel.Placement),
+        };
         using (var scope = NewDisposeScope())
         {
-            var logits = model.Forward(new ForwardBatch { TokenIds = tokens, Sequences = slices, LogitRows = logitRows, Cache = cache }); // [R, V]
+            var logits = model.Forward(batch); // [R, V]
             next = Argmax(logits.data<float>().ToArray(), (int)logits.shape[1]);
         }
         double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        return (seconds, next, ProcessMemory.PeakRss() - rssBefore);
+        return (seconds, batch.RoutingStats!.RoutingSeconds.Sum(), next, ProcessMemory.PeakRss() - rssBefore);
     }
 
     /// <param name="logits">[R, V] float32, row-major.</param>

@@ -8,6 +8,10 @@ public sealed record BenchSettings
     public required string ModelDir { get; init; }
     public required IReadOnlyList<ScalarType> Dtypes { get; init; }
     public required IReadOnlyList<int> Batches { get; init; }
+    /// <summary>Routing policies to run every (dtype, batch) row under (capacity factor 1.0).</summary>
+    public IReadOnlyList<MoeServe.Routing.RoutingPolicy> Policies { get; init; } = [MoeServe.Routing.RoutingPolicy.Vanilla];
+    /// <summary>Enforce capacity on the decode steps too (the server's Routing:ApplyToDecode).</summary>
+    public bool ApplyToDecode { get; init; }
     public required int PromptTokens { get; init; }
     public required int DecodeTokens { get; init; }
     public required int Repeats { get; init; }

@@ -61,7 +61,9 @@ public sealed class SparseMoeBlock : IDisposable
         using var scope = NewDisposeScope();
         long t = x.shape[0];
         var probs = F.linear(x, gate).AsFloat32().softmax(1); // [T, E] fp32 router maths
+        long routingStart = System.Diagnostics.Stopwatch.GetTimestamp();
         using var routed = LayerRouter.Route(probs, _semantics, routing, layer);
+        stats.RoutingSeconds[layer] += System.Diagnostics.Stopwatch.GetElapsedTime(routingStart).TotalSeconds;
         stats.Add(layer, routed);
         var assignment = routed.Assignment;
         long slots = assignment.ExpertIds.shape[1];

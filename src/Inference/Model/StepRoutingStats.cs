@@ -34,6 +34,9 @@ public sealed class StepRoutingStats(int layers, int experts, int tokens, int de
     /// <summary>[layer] wall seconds of the layer's whole expert phase (what the layer waited for).</summary>
     public double[] ExpertWallSeconds { get; } = new double[layers];
 
+    /// <summary>[layer] wall seconds of the routing policy (<see cref="LayerRouter.Route"/>) in the layer.</summary>
+    public double[] RoutingSeconds { get; } = new double[layers];
+
     public int Devices => devices;
 
     public void AddDeviceTiming(int layer, DeviceStepTiming timing)
