@@ -17,9 +17,34 @@ public sealed class BadConfigurationTests
     [InlineData("--Routing:Strategy=loudest", "Routing:Strategy")]
     [InlineData("--Server:MaxRequestBodyBytes=10", "Server:MaxRequestBodyBytes")]
     [InlineData("--Model:Path=/nonexistent", "/nonexistent/config.json")]
-    public async Task Bad_setting_stops_the_server_with_one_line_naming_it(string argument, string named)
+    public Task Bad_setting_stops_the_server_with_one_line_naming_it(string argument, string named) =>
+        AssertStopsWithOneLineNaming(named, argument);
+
+    /// <summary>
+    /// Expert parallelism: caught either by validation at start or when the plan meets the checkpoint (the
+    /// 8-expert test model), each with the key an operator has to change. Arguments are space-separated.
+    /// </summary>
+    [Theory]
+    [InlineData("--ExpertParallel:Placement=bogus", "ExpertParallel:Placement")]
+    // The tests run the CPU build of libtorch (no CUDA): one listed device must fail as clearly as several.
+    [InlineData("--ExpertParallel:Devices:0=cuda:0", "ExpertParallel:Devices")]
+    [InlineData("--ExpertParallel:Devices:0=cuda:0 --ExpertParallel:Devices:1=cuda:1", "ExpertParallel:Devices")]
+    [InlineData("--ExpertParallel:Devices:0=gpu0", "ExpertParallel:Devices:0")]
+    [InlineData("--ExpertParallel:VirtualDevices=9", "ExpertParallel:VirtualDevices")]
+    [InlineData("--ExpertParallel:VirtualDevices=0", "ExpertParallel:VirtualDevices")]
+    [InlineData("--ExpertParallel:VirtualDevices=2 --ExpertParallel:Placement=explicit --ExpertParallel:ExpertMap:0=0 --ExpertParallel:ExpertMap:1=1 --ExpertParallel:ExpertMap:2=1",
+        "ExpertParallel:ExpertMap")]
+    [InlineData("--ExpertParallel:VirtualDevices=2 --ExpertParallel:Placement=explicit", "ExpertParallel:ExpertMap")]
+    [InlineData("--ExpertParallel:VirtualDevices=4 --ExpertParallel:Placement=load_aware --ExpertParallel:LoadProfile=/nonexistent/load.json",
+        "ExpertParallel:LoadProfile")]
+    [InlineData("--ExpertParallel:VirtualDevices=4 --ExpertParallel:Placement=load_aware", "ExpertParallel:LoadProfile")]
+    public Task Bad_expert_parallel_setting_stops_the_server_with_one_line_naming_it(string arguments, string named) =>
+        AssertStopsWithOneLineNaming(named, arguments.Split(' '));
+
+    private static async Task AssertStopsWithOneLineNaming(string named, params string[] arguments)
     {
-        var result = await ServerProcess.RunToExitAsync(ExitTimeout, argument);
+        string argument = string.Join(" ", arguments);
+        var result = await ServerProcess.RunToExitAsync(ExitTimeout, arguments);
         Assert.True(result.Exited, $"{argument}: the server was still running after {ExitTimeout.TotalSeconds}s\n{result}");
         Assert.True(result.ExitCode != 0, $"{argument}: exit code 0\n{result}");
 
@@ -29,13 +54,16 @@ public sealed class BadConfigurationTests
         Assert.DoesNotContain("   at ", result.Stderr);
     }
 
-    [Fact]
-    public async Task Unknown_setting_in_a_section_stops_the_server_naming_it()
+    [Theory]
+    [InlineData("--Engine:MaxRuningSequences=8", "Engine:MaxRuningSequences")]
+    [InlineData("--ExpertParallel:Devicez=1", "ExpertParallel:Devicez")]
+    public async Task Unknown_setting_in_a_section_stops_the_server_naming_it(string argument, string named)
     {
-        var result = await ServerProcess.RunToExitAsync(ExitTimeout, "--Engine:MaxRuningSequences=8");
+        var result = await ServerProcess.RunToExitAsync(ExitTimeout, argument);
         Assert.True(result.Exited && result.ExitCode != 0, result.ToString());
         var lines = result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var line = Assert.Single(lines);
-        Assert.Contains("MaxRuningSequences", line);
+        Assert.Contains(named, line);
+        Assert.Contains("is not a known setting", line);
     }
 }
