@@ -41,15 +41,15 @@ public static class CapacityRouting
         var valid = torch.ones([c, k], ScalarType.Bool, device);
         if (extras > 0)
         {
-            var masked = probs.clone().scatter_(1, topIds, torch.full_like(topValues, float.NegativeInfinity)); // [C, E]
+            var masked = probs.clone().scatter_(1, topIds, torch.full_like(topValues, Scalars.NegativeInfinity)); // [C, E]
             if (config.Scope == LocalScope.Device && expertDevice is not null && expertDevice.Distinct().Count() > 1)
             {
                 var deviceOf = torch.tensor(expertDevice.Select(d => (long)d).ToArray(), device: device); // [E]
                 var topDevices = deviceOf.index_select(0, topIds.reshape(-1)).view(c, k, 1);          // [C, k, 1]
                 var local = topDevices.eq(deviceOf.view(1, 1, e)).any(1);                            // [C, E]
-                masked.masked_fill_(local.logical_not(), float.NegativeInfinity);
+                masked.masked_fill_(local.logical_not(), Scalars.NegativeInfinity);
             }
-            masked.masked_fill_(expandedRows.logical_not().unsqueeze(1), float.NegativeInfinity);
+            masked.masked_fill_(expandedRows.logical_not().unsqueeze(1), Scalars.NegativeInfinity);
             var (extraP, extraIds) = TopK.Of(masked, extras);                                       // [C, m]
             candidates = torch.cat([topIds, extraIds], 1);
             candidateP = torch.cat([topValues, extraP], 1);
@@ -59,7 +59,8 @@ public static class CapacityRouting
 
         // Flatten the valid pairs in (token, slot) order: the last tie-break, lower token index first.
         var pairs = valid.reshape(-1).nonzero().squeeze(1);                                         // [V]
-        var pairToken = pairs.div(s, rounding_mode: RoundingMode.floor);                            // [V] row in [0, C)
+        using var slotsScalar = s.ToScalar(); // outlives the call (see Scalars)
+        var pairToken = pairs.div(slotsScalar, rounding_mode: RoundingMode.floor);                           // [V] row in [0, C)
         var pairExpert = candidates.reshape(-1).index_select(0, pairs);                             // [V]
         var pairOriginal = original.reshape(-1).index_select(0, pairs);                             // [V]
         var key = PriorityKey(config, candidateP.reshape(-1).index_select(0, pairs), pairToken, batchIndex, layer, device);
@@ -74,22 +75,22 @@ public static class CapacityRouting
         var starts = counts.cumsum(0) - counts;                                                     // [E]
         var rank = torch.arange(sortedExpert.shape[0], ScalarType.Int64, device) - starts.index_select(0, sortedExpert);
         var room = (torch.tensor(capacity, device: device).index_select(0, pairToken.index_select(0, order))
-                    - torch.tensor(fixedLoads, device: device).index_select(0, sortedExpert)).clamp_min(0);
+                    - torch.tensor(fixedLoads, device: device).index_select(0, sortedExpert)).clamp_min(Scalars.Zero);
         var keepSorted = rank.lt(room);                                                             // [V]
         var keep = torch.zeros([c * s], ScalarType.Bool, device)
             .index_put_(keepSorted, pairs.index_select(0, order)).view(c, s);                       // [C, S]
 
         // Weights: native for top-k pairs; p times the token's normalisation factor for extras.
-        var factor = gate.RenormalizeTopK ? 1.0f / topValues.sum(1, keepdim: true) : torch.ones([c, 1], device: device);
-        var weights = torch.cat([nativeWeights, candidateP.narrow(1, k, s - k) * factor], 1).masked_fill(keep.logical_not(), 0f);
+        var factor = gate.RenormalizeTopK ? topValues.sum(1, keepdim: true).reciprocal() : torch.ones([c, 1], device: device);
+        var weights = torch.cat([nativeWeights, candidateP.narrow(1, k, s - k) * factor], 1).masked_fill(keep.logical_not(), Scalars.ZeroFloat);
         if (config.RenormalizeAfterDrop)
         {
             // token_drop's option: a token's surviving weights are renormalised to sum 1.
-            var renormalized = weights / weights.sum(1, keepdim: true).clamp_min(1e-20);
+            var renormalized = weights / weights.sum(1, keepdim: true).clamp_min(Scalars.Tiny);
             weights = torch.where(expandedRows.unsqueeze(1), weights, renormalized);
         }
-        var ids = candidates.masked_fill(keep.logical_not(), -1L);
-        var allCandidates = candidates.masked_fill(valid.logical_not(), -1L);
+        var ids = candidates.masked_fill(keep.logical_not(), Scalars.MinusOne);
+        var allCandidates = candidates.masked_fill(valid.logical_not(), Scalars.MinusOne);
         return new Decision(ids.MoveToOuterDisposeScope(), weights.contiguous().MoveToOuterDisposeScope(), allCandidates.MoveToOuterDisposeScope());
     }
 

@@ -39,7 +39,7 @@ public static class LayerRouter
         bool anyExpanded = policies.Contains(RoutingPolicy.ExpandedDrop);
         int extras = anyExpanded ? Math.Clamp(batch.Config.ExtraCandidates ?? k, 0, e - k) : 0;
         int slots = k + extras;
-        var ids = torch.cat([topIds, torch.full([t, extras], -1L, device: probs.device)], 1);          // [T, S]
+        var ids = torch.cat([topIds, torch.full([t, extras], Scalars.MinusOne, device: probs.device)], 1);          // [T, S]
         var weights = torch.cat([nativeWeights, torch.zeros([t, extras], device: probs.device)], 1);  // [T, S]
         var result = new RoutingResult(null!, t, e);
         var resultIds = ids;

@@ -34,10 +34,13 @@ public static class EvalCommand
         var markdown = new Option<string?>("--markdown") { Description = "Also write the report to this Markdown file" };
         var heatmap = new Option<string?>("--heatmap") { Description = "Write the layer x expert load heatmaps (one panel per domain) to this SVG file" };
         var json = new Option<string?>("--json") { Description = "Write every number to this JSON file" };
+        var laserPool = new Option<int?>("--laser-pool") { Description = "LASER candidate pool size c (default k + 1)" };
+        var laserEpsHigh = new Option<double>("--laser-eps-high") { Description = "LASER: top-k mass at or above which a token routes as vanilla", DefaultValueFactory = _ => 0.9 };
 
         var command = new Command("eval", "Perplexity, task accuracy and expert load balance of a model under a routing policy")
         {
             model, data, policy, capacity, maxDocs, batchDocs, batchTokens, context, maxTokens, dtype, threads, device, markdown, heatmap, json,
+            laserPool, laserEpsHigh,
         };
         command.SetAction(result =>
         {
@@ -63,6 +66,12 @@ public static class EvalCommand
                     Threads = result.GetValue(threads) is > 0 and var n ? n : null,
                     Device = result.GetValue(device)!,
                     Log = line => Console.Error.WriteLine($"eval: {line}"),
+                    Routing = RoutingConfig.Default with
+                    {
+                        Laser = new LaserParameters(
+                            result.GetValue(laserPool) is int pool ? Positive(pool, "--laser-pool") : null,
+                            result.GetValue(laserEpsHigh) is > 0 and <= 1 and var eps ? eps : throw new ArgumentException("--laser-eps-high must be in (0, 1]")),
+                    },
                 };
             }
             catch (Exception e) when (e is ArgumentException or DirectoryNotFoundException)

@@ -1,4 +1,5 @@
 using MoeServe.Inference.Checkpoint;
+using MoeServe.Routing;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -48,7 +49,11 @@ public sealed class Attention : IDisposable
         long t = x.shape[0];
         int heads = _config.NumHeads, kvHeads = _config.NumKvHeads, d = _config.HeadDim;
         var qkv = F.linear(x, qkv_proj); // [T, (heads + 2 kvHeads) * d]
-        if (_config.ClipQkv is double clip) qkv = qkv.clamp(-clip, clip);
+        if (_config.ClipQkv is double clip)
+        {
+            using Scalar low = (-clip).ToScalar(), high = clip.ToScalar(); // outlive the call (see MoeServe.Routing.Scalars)
+            qkv = qkv.clamp(low, high);
+        }
         var split = qkv.split(_splits, dim: 1);
         Tensor q = split[0], k = split[1], v = split[2];
         if (q_norm is not null) q = q_norm.Forward(q);
@@ -88,7 +93,7 @@ public sealed class Attention : IDisposable
         {
             // Row i (position past + i) sees keys 0..past+i.
             var allowed = torch.ones([l, s], ScalarType.Bool, q.device).tril(past);
-            scores = scores.masked_fill(allowed.logical_not(), float.NegativeInfinity);
+            scores = scores.masked_fill(allowed.logical_not(), Scalars.NegativeInfinity);
         }
         var attended = torch.matmul(scores.softmax(-1), vh);                                  // [kvHeads, group, L, d]
         return attended.permute(2, 0, 1, 3).reshape(l, heads * d).As(q.dtype);
@@ -110,7 +115,7 @@ public sealed class Attention : IDisposable
         var vh = values.view(b, smax, kvHeads, d).permute(0, 2, 1, 3).AsFloat32(); // [B, kvHeads, Smax, d]
         var qg = q.view(b, kvHeads, group, d).AsFloat32();                         // [B, kvHeads, group, d]
         var scores = torch.matmul(qg, kh.transpose(2, 3)) / Math.Sqrt(d);                    // [B, kvHeads, group, Smax]
-        if (input.DecodePadding is { } padding) scores = scores.masked_fill(padding, float.NegativeInfinity);
+        if (input.DecodePadding is { } padding) scores = scores.masked_fill(padding, Scalars.NegativeInfinity);
         var attended = torch.matmul(scores.softmax(-1), vh);                                  // [B, kvHeads, group, d]
         return attended.reshape(b, heads * d).As(q.dtype);
     }

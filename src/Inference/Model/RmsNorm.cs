@@ -6,6 +6,9 @@ namespace MoeServe.Inference.Model;
 /// <summary>Root-mean-square layer norm as Hugging Face computes it: statistics in fp32, scale in the input dtype.</summary>
 public sealed class RmsNorm(Tensor weight, double eps) : IDisposable
 {
+    // Held for the model's lifetime: an implicitly converted Scalar may be finalized mid-call (see MoeServe.Routing.Scalars).
+    private readonly Scalar _eps = eps.ToScalar();
+
     /// <summary>[N] learned scale, compute dtype.</summary>
     public Tensor weight { get; } = weight;
 
@@ -15,9 +18,13 @@ public sealed class RmsNorm(Tensor weight, double eps) : IDisposable
     {
         using var scope = NewDisposeScope();
         var x32 = x.AsFloat32();
-        var inverseRms = x32.square().mean([-1L], keepdim: true).add_(eps).rsqrt_(); // [..., 1] fp32
+        var inverseRms = x32.square().mean([-1L], keepdim: true).add_(_eps).rsqrt_(); // [..., 1] fp32
         return (weight * (x32 * inverseRms).As(x.dtype)).MoveToOuterDisposeScope();
     }
 
-    public void Dispose() => weight.Dispose();
+    public void Dispose()
+    {
+        weight.Dispose();
+        _eps.Dispose();
+    }
 }

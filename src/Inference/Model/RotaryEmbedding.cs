@@ -1,3 +1,4 @@
+using MoeServe.Routing;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -52,7 +53,7 @@ public sealed class RotaryEmbedding : IDisposable
     /// <param name="x">[T, heads, headDim] compute dtype.</param>
     /// <returns>[T, heads, headDim]: x * cos + rotate_half(x) * sin.</returns>
     public Tensor Apply(Tensor x, RotaryTables tables) =>
-        torch.addcmul(x * tables.Cos, x.roll(HeadDim / 2, -1), tables.SinSigned, 1.0);
+        torch.addcmul(x * tables.Cos, x.roll(HeadDim / 2, -1), tables.SinSigned, Scalars.One);
 
     public void Dispose()
     {

@@ -74,7 +74,7 @@ public sealed class SparseMoeBlock : IDisposable
         var pairs = torch.empty(0, ScalarType.Int64);    // [N] indices of the valid pairs, when some are empty
         if (assignment.MayHaveEmptySlots)
         {
-            pairs = experts.ge(0).nonzero().squeeze(1);
+            pairs = experts.ge(Scalars.Zero).nonzero().squeeze(1);
             experts = experts.index_select(0, pairs);
             weights = weights.index_select(0, pairs);
         }
@@ -89,7 +89,8 @@ public sealed class SparseMoeBlock : IDisposable
         for (int r = 0; r < counts.Length; r++) counts[_experts.Order[r]] = countsInOrder[r];
         var orderTensor = torch.tensor(order, device: x.device);                                           // [N]
         var pairIndex = assignment.MayHaveEmptySlots ? pairs.index_select(0, orderTensor) : orderTensor;
-        var sortedTokens = pairIndex.div(slots, rounding_mode: RoundingMode.floor);                        // [N]
+        using var slotsScalar = slots.ToScalar(); // outlives the call (see Scalars)
+        var sortedTokens = pairIndex.div(slotsScalar, rounding_mode: RoundingMode.floor);                        // [N]
         var sortedWeights = weights.index_select(0, orderTensor);                                          // [N]
 
         var result = torch.zeros([t, x.shape[1]], x.dtype, x.device);
@@ -99,7 +100,7 @@ public sealed class SparseMoeBlock : IDisposable
         stats.AddDeviceTiming(layer, timing);
         // Hugging Face casts the routing weights to the hidden dtype before scaling.
         combined.mul_(sortedWeights.As(x.dtype).unsqueeze(1));
-        return result.index_add_(0, sortedTokens, combined, 1.0).MoveToOuterDisposeScope();
+        return result.index_add_(0, sortedTokens, combined, Scalars.One).MoveToOuterDisposeScope();
     }
 
     /// <summary>Stable counting sort of expert ids.</summary>
