@@ -91,6 +91,8 @@ public sealed class ShardedExperts : IDisposable
                 using (var scope = NewDisposeScope())
                 {
                     var output = _banks[device]!.Run(ToDevice(slice, _devices[device]), counts).to(inputs.device); // [n_d, H]
+                    // GPU work is asynchronous: wait for this device, so its busy time is its real time.
+                    if (_devices[device].type == DeviceType.CUDA) torch.cuda.synchronize(_devices[device]);
                     // Handed to the caller's thread, which disposes it; this thread's scope must not.
                     outputs[device] = output.DetachFromDisposeScope();
                 }
