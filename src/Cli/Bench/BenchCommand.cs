@@ -104,12 +104,7 @@ public static class BenchCommand
 
         string report = BenchReport.Format(settings, config, machine, rows, baselineRss, ProcessMemory.RunPeak());
         Console.WriteLine(report);
-        if (settings.MarkdownFile is string file)
-        {
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(file))!);
-            File.WriteAllText(file, report);
-            Console.Error.WriteLine($"bench: wrote {file}");
-        }
+        if (settings.MarkdownFile is string file) ReportFiles.WriteText("bench", file, report);
         return 0;
     }
 

@@ -75,12 +75,7 @@ public static class CompareCommand
         }
         string table = CompareTable.Format(report);
         Console.WriteLine(table);
-        if (markdownFile is not null)
-        {
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(markdownFile))!);
-            File.WriteAllText(markdownFile, table);
-            Console.Error.WriteLine($"compare: wrote {markdownFile}");
-        }
+        if (markdownFile is not null) ReportFiles.WriteText("compare", markdownFile, table);
         if (plotFile is not null)
         {
             ComparePlot.WriteSvg(report, plotFile);

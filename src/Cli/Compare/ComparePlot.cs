@@ -42,8 +42,6 @@ public static class ComparePlot
             model.Series.Add(series);
         }
         model.Legends.Add(new Legend { LegendPosition = LegendPosition.RightTop, LegendPlacement = LegendPlacement.Outside });
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        using var stream = File.Create(path);
-        new SvgExporter { Width = 900, Height = 520 }.Export(model, stream);
+        ReportFiles.WriteSvg(model, path, 900, 520);
     }
 }

@@ -98,12 +98,7 @@ public static class EvalCommand
         }
         string report = EvalReport.Format(result);
         Console.WriteLine(report);
-        if (markdownFile is not null)
-        {
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(markdownFile))!);
-            File.WriteAllText(markdownFile, report);
-            Console.Error.WriteLine($"eval: wrote {markdownFile}");
-        }
+        if (markdownFile is not null) ReportFiles.WriteText("eval", markdownFile, report);
         if (jsonFile is not null)
         {
             EvalJson.Write(result, jsonFile);

@@ -23,7 +23,6 @@ public static class LoadPlot
         model.Series.Add(throughput);
         model.Series.Add(latency);
         model.Legends.Add(new OxyPlot.Legends.Legend { LegendPosition = OxyPlot.Legends.LegendPosition.TopLeft });
-        using var stream = File.Create(path);
-        new SvgExporter { Width = 800, Height = 450 }.Export(model, stream);
+        ReportFiles.WriteSvg(model, path, 800, 450);
     }
 }

@@ -65,12 +65,7 @@ public static class StragglerCommand
             }
             string table = StragglerTable.Format(report);
             Console.WriteLine(table);
-            if (result.GetValue(markdown) is string md)
-            {
-                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(md))!);
-                File.WriteAllText(md, table);
-                Console.Error.WriteLine($"straggler: wrote {md}");
-            }
+            if (result.GetValue(markdown) is string md) ReportFiles.WriteText("straggler", md, table);
             if (result.GetValue(plot) is string svg)
             {
                 StragglerPlot.WriteSvg(report, svg);

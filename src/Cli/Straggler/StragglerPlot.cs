@@ -41,8 +41,6 @@ public static class StragglerPlot
             model.Series.Add(cost);
         }
         model.Legends.Add(new Legend { LegendPosition = LegendPosition.RightTop, LegendPlacement = LegendPlacement.Outside });
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        using var stream = File.Create(path);
-        new SvgExporter { Width = 1000, Height = 560 }.Export(model, stream);
+        ReportFiles.WriteSvg(model, path, 1000, 560);
     }
 }
