@@ -140,6 +140,18 @@ public class ExpertParallelTests
         Assert.Equal(Environment.CurrentManagedThreadId, threads[0]); // device 0 runs on the caller
     }
 
+    [Fact]
+    public void Devices_run_at_the_same_time()
+    {
+        using var workers = new DeviceWorkers(3);
+        // Each job waits until all three have started: run one after another, none would ever pass.
+        using var barrier = new Barrier(3);
+        var passed = new bool[3];
+        Action Job(int d) => () => passed[d] = barrier.SignalAndWait(TimeSpan.FromSeconds(10));
+        workers.RunAll([Job(0), Job(1), Job(2)]);
+        Assert.All(passed, Assert.True);
+    }
+
     private static (BatchScore Score, StepRoutingStats Stats) ScoreWithStats(DocumentScorer scorer, List<int[]> docs, RoutingPolicy policy)
     {
         var score = scorer.Score(docs, policy);
