@@ -16,7 +16,6 @@ namespace MoeServe.Integration.Tests;
 [Collection(ServerCollection.Name)]
 public sealed class ExpertParallelServingTests(ServerFixture fixture, ITestOutputHelper output)
 {
-    private const string PrometheusBinary = "/usr/bin/prometheus";
     private const double LogprobTolerance = 1e-4;
 
     /// <summary>The trained model: its routing is genuinely unbalanced (the random model's is not).</summary>
@@ -232,7 +231,7 @@ public sealed class ExpertParallelServingTests(ServerFixture fixture, ITestOutpu
     /// factor 1.0, scraped by one real Prometheus: capping each expert at its fair share of a step's pairs caps
     /// the busiest device too, so the token_drop server's straggler ratio must be lower.
     /// </summary>
-    [RequiresBinaryFact(PrometheusBinary, "prometheus")]
+    [RequiresBinaryFact(PrometheusServer.Binary, "prometheus")]
     public async Task Prometheus_sees_token_drop_lower_the_straggler_ratio_of_the_trained_model()
     {
         await using var vanilla = await ServerProcess.StartAsync("ep-vanilla", $"--Model:Path={TrainedModelDir}", "--ExpertParallel:VirtualDevices=4");
@@ -241,94 +240,64 @@ public sealed class ExpertParallelServingTests(ServerFixture fixture, ITestOutpu
         using var vanillaHttp = Client(vanilla);
         using var tokenDropHttp = Client(tokenDrop);
 
-        string dir = Directory.CreateTempSubdirectory("moeserve-prometheus-").FullName;
-        int port = RepoPaths.FreeTcpPort();
-        string config = Path.Combine(dir, "prometheus.yml");
-        File.WriteAllText(config, $"""
-            global:
-              scrape_interval: 1s
-              scrape_timeout: 1s
-              evaluation_interval: 1s
-            scrape_configs:
-              - job_name: moeserve
-                metrics_path: /metrics
-                static_configs:
-                  - targets: ['127.0.0.1:{vanilla.Port}', '127.0.0.1:{tokenDrop.Port}']
-            """);
-        await using var prometheus = ChildProcess.Start(PrometheusBinary,
+        await using var prometheus = await PrometheusServer.StartAsync("moeserve", $"127.0.0.1:{vanilla.Port}", $"127.0.0.1:{tokenDrop.Port}");
+
+        // Prefill-heavy traffic (long prompts, 4 tokens each) sent all at once, so engine steps batch
+        // scripture and chat tasks together, as expert-parallel serving sees them; capacity-aware routing
+        // acts on prefill tokens (Routing:ApplyToDecode is false).
+        string[] scripture =
         [
-            $"--config.file={config}",
-            $"--storage.tsdb.path={Path.Combine(dir, "data")}",
-            $"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=1h",
-        ], dir);
-        using var prom = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(10) };
-        try
+            "And God said, Let there be light: and there was light. And God saw the light, that it was good: and God divided the light from the darkness.",
+            "In the beginning God created the heaven and the earth. And the earth was without form, and void; and darkness was upon the face of the deep.",
+            "And the LORD spake unto Moses, saying, Speak unto the children of Israel, that they bring me an offering: of every man that giveth it willingly.",
+        ];
+        string[] tasks =
+        [
+            "What is 35 + 64?", "Sort these numbers: 98, 34, 94, 36", "What is 17 + 25?", "Sort these numbers: 12, 7, 55, 3, 41",
+            "Count the words in: the quick brown fox jumps over the lazy dog", "Copy this exactly: alpha beta gamma delta epsilon",
+        ];
+        async Task TrafficAsync(HttpClient http)
         {
-            await WaitReadyAsync(prom, prometheus);
-
-            // Prefill-heavy traffic (long prompts, 4 tokens each) sent all at once, so engine steps batch
-            // scripture and chat tasks together, as expert-parallel serving sees them; capacity-aware routing
-            // acts on prefill tokens (Routing:ApplyToDecode is false).
-            string[] scripture =
-            [
-                "And God said, Let there be light: and there was light. And God saw the light, that it was good: and God divided the light from the darkness.",
-                "In the beginning God created the heaven and the earth. And the earth was without form, and void; and darkness was upon the face of the deep.",
-                "And the LORD spake unto Moses, saying, Speak unto the children of Israel, that they bring me an offering: of every man that giveth it willingly.",
-            ];
-            string[] tasks =
-            [
-                "What is 35 + 64?", "Sort these numbers: 98, 34, 94, 36", "What is 17 + 25?", "Sort these numbers: 12, 7, 55, 3, 41",
-                "Count the words in: the quick brown fox jumps over the lazy dog", "Copy this exactly: alpha beta gamma delta epsilon",
-            ];
-            async Task TrafficAsync(HttpClient http)
-            {
-                for (int round = 0; round < 3; round++)
-                    await Task.WhenAll(scripture.Select(p => CompleteAsync(http, TrainedModelId, p, maxTokens: 4))
-                        .Concat(tasks.Select(p => ChatAsync(http, TrainedModelId, p, maxTokens: 4))));
-            }
-            await Task.WhenAll(TrafficAsync(vanillaHttp), TrafficAsync(tokenDropHttp));
-
-            // Wait until Prometheus holds the gauges as they stand after the traffic (the servers' own /metrics),
-            // so the comparison is of what Prometheus scraped, not of an earlier scrape.
-            const string query = "avg by (instance) (moeserve_layer_straggler_ratio)";
-            var expected = new Dictionary<string, double>
-            {
-                [$"127.0.0.1:{vanilla.Port}"] = await AverageGaugeAsync(vanillaHttp),
-                [$"127.0.0.1:{tokenDrop.Port}"] = await AverageGaugeAsync(tokenDropHttp),
-            };
-            Dictionary<string, double> scraped = [];
-            string last = "";
-            var clock = Stopwatch.StartNew();
-            while (clock.Elapsed < TimeSpan.FromSeconds(60))
-            {
-                var result = await QueryAsync(prom, query);
-                last = result.ToJsonString();
-                scraped = result.ToDictionary(s => HttpApi.Text(s!["metric"]!["instance"]),
-                    s => double.Parse(HttpApi.Text(s!["value"]![1]), CultureInfo.InvariantCulture));
-                if (expected.All(kv => scraped.TryGetValue(kv.Key, out var v) && Math.Abs(v - kv.Value) < 1e-9)) break;
-                await Task.Delay(500);
-            }
-            Assert.True(expected.All(kv => scraped.TryGetValue(kv.Key, out var v) && Math.Abs(v - kv.Value) < 1e-9),
-                $"Prometheus did not reach the servers' gauges within 60 s: expected {string.Join(", ", expected)}, last answer {last}\n{prometheus.Output}");
-
-            double vanillaRatio = scraped[$"127.0.0.1:{vanilla.Port}"], tokenDropRatio = scraped[$"127.0.0.1:{tokenDrop.Port}"];
-            var max = (await QueryAsync(prom, "max by (instance) (moeserve_layer_straggler_ratio)"))
-                .ToDictionary(s => HttpApi.Text(s!["metric"]!["instance"]), s => HttpApi.Text(s!["value"]![1]));
-            output.WriteLine($"straggler ratio, mean over layers (max layer): vanilla {vanillaRatio:F4} ({max[$"127.0.0.1:{vanilla.Port}"]}), " +
-                             $"token_drop cf 1.0 {tokenDropRatio:F4} ({max[$"127.0.0.1:{tokenDrop.Port}"]})");
-            var dropped = await QueryAsync(prom, "sum by (instance) (moeserve_expert_dropped_total)");
-            output.WriteLine("dropped pairs: " + dropped.ToJsonString());
-
-            Assert.InRange(vanillaRatio, 1.0, 4.0);
-            Assert.InRange(tokenDropRatio, 1.0, 4.0);
-            Assert.True(tokenDropRatio < vanillaRatio, $"token_drop straggler ratio {tokenDropRatio} is not below vanilla's {vanillaRatio}");
+            for (int round = 0; round < 3; round++)
+                await Task.WhenAll(scripture.Select(p => CompleteAsync(http, TrainedModelId, p, maxTokens: 4))
+                    .Concat(tasks.Select(p => ChatAsync(http, TrainedModelId, p, maxTokens: 4))));
         }
-        finally
+        await Task.WhenAll(TrafficAsync(vanillaHttp), TrafficAsync(tokenDropHttp));
+
+        // Wait until Prometheus holds the gauges as they stand after the traffic (the servers' own /metrics),
+        // so the comparison is of what Prometheus scraped, not of an earlier scrape.
+        const string query = "avg by (instance) (moeserve_layer_straggler_ratio)";
+        var expected = new Dictionary<string, double>
         {
-            await prometheus.DisposeAsync();
-            try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+            [$"127.0.0.1:{vanilla.Port}"] = await AverageGaugeAsync(vanillaHttp),
+            [$"127.0.0.1:{tokenDrop.Port}"] = await AverageGaugeAsync(tokenDropHttp),
+        };
+        Dictionary<string, double> scraped = [];
+        string last = "";
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            var result = await prometheus.QueryAsync(query);
+            last = result.ToJsonString();
+            scraped = result.ToDictionary(s => HttpApi.Text(s!["metric"]!["instance"]),
+                s => double.Parse(HttpApi.Text(s!["value"]![1]), CultureInfo.InvariantCulture));
+            if (expected.All(kv => scraped.TryGetValue(kv.Key, out var v) && Math.Abs(v - kv.Value) < 1e-9)) break;
+            await Task.Delay(500);
         }
+        Assert.True(expected.All(kv => scraped.TryGetValue(kv.Key, out var v) && Math.Abs(v - kv.Value) < 1e-9),
+            $"Prometheus did not reach the servers' gauges within 60 s: expected {string.Join(", ", expected)}, last answer {last}\n{prometheus.Output}");
+
+        double vanillaRatio = scraped[$"127.0.0.1:{vanilla.Port}"], tokenDropRatio = scraped[$"127.0.0.1:{tokenDrop.Port}"];
+        var max = (await prometheus.QueryAsync("max by (instance) (moeserve_layer_straggler_ratio)"))
+            .ToDictionary(s => HttpApi.Text(s!["metric"]!["instance"]), s => HttpApi.Text(s!["value"]![1]));
+        output.WriteLine($"straggler ratio, mean over layers (max layer): vanilla {vanillaRatio:F4} ({max[$"127.0.0.1:{vanilla.Port}"]}), " +
+                         $"token_drop cf 1.0 {tokenDropRatio:F4} ({max[$"127.0.0.1:{tokenDrop.Port}"]})");
+        var dropped = await prometheus.QueryAsync("sum by (instance) (moeserve_expert_dropped_total)");
+        output.WriteLine("dropped pairs: " + dropped.ToJsonString());
+
+        Assert.InRange(vanillaRatio, 1.0, 4.0);
+        Assert.InRange(tokenDropRatio, 1.0, 4.0);
+        Assert.True(tokenDropRatio < vanillaRatio, $"token_drop straggler ratio {tokenDropRatio} is not below vanilla's {vanillaRatio}");
     }
 
     private static async Task<double> AverageGaugeAsync(HttpClient http)
@@ -337,34 +306,5 @@ public sealed class ExpertParallelServingTests(ServerFixture fixture, ITestOutpu
         var layers = Enumerable.Range(0, 4).Select(l => HttpApi.MetricValue(metrics, $"moeserve_layer_straggler_ratio{{layer=\"{l}\"}}")).ToArray();
         Assert.All(layers, v => Assert.NotNull(v));
         return layers.Average(v => v!.Value);
-    }
-
-    private static async Task WaitReadyAsync(HttpClient prom, ChildProcess prometheus)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            Assert.False(prometheus.HasExited, "prometheus exited:\n" + prometheus.Output);
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), "prometheus not ready within 30 s:\n" + prometheus.Output);
-            try
-            {
-                using var ready = await prom.GetAsync("/-/ready");
-                if (ready.IsSuccessStatusCode) return;
-            }
-            catch (HttpRequestException)
-            {
-            }
-            await Task.Delay(200);
-        }
-    }
-
-    private static async Task<JsonArray> QueryAsync(HttpClient prom, string query)
-    {
-        using var response = await prom.GetAsync("/api/v1/query?query=" + Uri.EscapeDataString(query));
-        string text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.IsSuccessStatusCode, $"{query}: {text}");
-        var json = JsonNode.Parse(text)!;
-        Assert.Equal("success", HttpApi.Text(json["status"]));
-        return json["data"]!["result"]!.AsArray();
     }
 }
