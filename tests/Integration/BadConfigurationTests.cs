@@ -38,6 +38,9 @@ public sealed class BadConfigurationTests
     [InlineData("--ExpertParallel:VirtualDevices=4 --ExpertParallel:Placement=load_aware --ExpertParallel:LoadProfile=/nonexistent/load.json",
         "ExpertParallel:LoadProfile")]
     [InlineData("--ExpertParallel:VirtualDevices=4 --ExpertParallel:Placement=load_aware", "ExpertParallel:LoadProfile")]
+    [InlineData("--ExpertParallel:VirtualDevices=4 --ExpertParallel:RedundantExperts=2", "ExpertParallel:RedundantExperts")]
+    [InlineData("--ExpertParallel:VirtualDevices=2 --ExpertParallel:Placement=load_aware --ExpertParallel:LoadProfile=/nonexistent/load.json --ExpertParallel:RedundantExperts=9",
+        "ExpertParallel:RedundantExperts")]
     public Task Bad_expert_parallel_setting_stops_the_server_with_one_line_naming_it(string arguments, string named) =>
         AssertStopsWithOneLineNaming(named, arguments.Split(' '));
 

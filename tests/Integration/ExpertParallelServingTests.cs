@@ -106,8 +106,15 @@ public sealed class ExpertParallelServingTests(ServerFixture fixture, ITestOutpu
         var deviceTotal = LongMatrix(parallel["device_total"]);
         int devices = parallel["devices"]!.AsArray().Count;
         Assert.Equal(total.Length, deviceTotal.Length);
+        bool replicated = parallel["replicas"]!.AsArray().Any(layer => layer!.AsArray().Any(r => r!.AsArray().Count > 1));
         for (int l = 0; l < total.Length; l++)
         {
+            // A replicated expert's pairs are split per step, so only the layer's sum is fixed by the expert totals.
+            if (replicated)
+            {
+                Assert.Equal(total[l].Sum(), deviceTotal[l].Sum());
+                continue;
+            }
             var expected = new long[devices];
             for (int e = 0; e < total[l].Length; e++) expected[deviceOf[l][e]] += total[l][e];
             Assert.Equal(expected, deviceTotal[l]);
@@ -201,6 +208,24 @@ public sealed class ExpertParallelServingTests(ServerFixture fixture, ITestOutpu
                 }
                 // A profile of unbalanced routing moves experts off their contiguous blocks somewhere.
                 Assert.Contains(deviceOf, layer => !layer.SequenceEqual([0, 0, 1, 1, 2, 2, 3, 3]));
+                AssertDeviceTotalsSumExpertTotals(load);
+            }
+
+            // Redundant experts: the hottest get replicas on other devices, each taking an even share of the pairs.
+            await using (var server = await ServerProcess.StartAsync("ep-replicated", $"--Model:Path={TrainedModelDir}",
+                             "--ExpertParallel:VirtualDevices=4", "--ExpertParallel:Placement=load_aware", $"--ExpertParallel:LoadProfile={profile}",
+                             "--ExpertParallel:RedundantExperts=4"))
+            {
+                using var http = Client(server);
+                AssertSameGreedy(single, await MixedAsync(http, TrainedModelId), "load_aware with 4 redundant experts, concurrent");
+                var load = (await HttpApi.GetAsync(http, "/v1/moe/load")).Json;
+                foreach (var layer in load["expert_parallel"]!["replicas"]!.AsArray())
+                {
+                    var replicas = layer!.AsArray().Select(r => r!.AsArray().Select(d => d!.GetValue<int>()).ToArray()).ToArray();
+                    Assert.Equal(12, replicas.Sum(r => r.Length)); // 8 experts + 4 replicas, 3 per device
+                    Assert.All(Enumerable.Range(0, 4), d => Assert.Equal(3, replicas.Count(r => r.Contains(d))));
+                    Assert.All(replicas, r => Assert.Equal(r.Length, r.Distinct().Count()));
+                }
                 AssertDeviceTotalsSumExpertTotals(load);
             }
 

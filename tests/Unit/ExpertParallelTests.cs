@@ -59,11 +59,33 @@ public class ExpertParallelTests
         Assert.Equal(placement.DeviceOf, ExpertPlacement.LoadAware(loads, 8, 4).DeviceOf); // deterministic
     }
 
+    [Fact]
+    public void Redundant_replicas_go_to_the_hottest_experts_on_different_devices()
+    {
+        long[][] loads = [[400, 90, 10, 12, 11, 9, 5, 3]];
+        var placement = ExpertPlacement.LoadAware(loads, 8, 4, redundantExperts: 4);
+        var replicas = placement.Replicas[0];
+        // The hottest expert (400) takes an extra replica three times (shares 200, 133, 100 still lead 90) and then
+        // has one on every device, so the fourth goes to the next hottest (90).
+        Assert.Equal(4, replicas[0].Length);
+        Assert.Equal(4, replicas[0].Distinct().Count());
+        Assert.Equal(2, replicas[1].Length);
+        Assert.NotEqual(replicas[1][0], replicas[1][1]);
+        Assert.Equal(12, replicas.Sum(r => r.Length));
+        Assert.All(Enumerable.Range(0, 4), d => Assert.Equal(3, replicas.Count(r => r.Contains(d)))); // 12 replicas, 3 per device
+        var split = placement.DeviceLoads(0, loads[0]);
+        Assert.Equal(loads[0].Sum(), split.Sum());
+        Assert.True(split.Max() < ExpertPlacement.LoadAware(loads, 8, 4).DeviceLoads(0, loads[0]).Max());
+        Assert.Equal((0, 34), ExpertPlacement.Share(100, 0, 3)); // 100 rows over 3 replicas: 34, 33, 33 (offset, count)
+        Assert.Equal((67, 33), ExpertPlacement.Share(100, 2, 3));
+        Assert.Throws<ArgumentException>(() => ExpertPlacement.LoadAware(loads, 8, 4, redundantExperts: 25));
+    }
+
     public static TheoryData<int, string, bool> Plans()
     {
         var data = new TheoryData<int, string, bool>();
         foreach (int devices in new[] { 2, 4, 8 })
-            foreach (string mode in new[] { "contiguous", "explicit", "load_aware" })
+            foreach (string mode in new[] { "contiguous", "explicit", "load_aware", "load_aware_replicated" })
                 data.Add(devices, mode, devices != 4); // 4 devices run in turn, the others at once
         return data;
     }
@@ -85,6 +107,7 @@ public class ExpertParallelTests
         {
             "explicit" => ExpertPlacement.Explicit(Enumerable.Range(0, layers).Select(l => Enumerable.Range(0, experts).Select(e => (3 * e + l) % devices).ToArray()).ToArray(), experts, devices),
             "load_aware" => ExpertPlacement.LoadAware(reference.ExpertLoads, experts, devices),
+            "load_aware_replicated" => ExpertPlacement.LoadAware(reference.ExpertLoads, experts, devices, redundantExperts: devices),
             _ => ExpertPlacement.Contiguous(layers, experts, devices),
         };
 

@@ -25,7 +25,7 @@ public class StragglerBenchmarkTests
         var report = new StragglerRunner(settings).Run();
         var config = MoeServe.Inference.Checkpoint.ModelConfig.Load(RepositoryPaths.DefaultModel);
         int t = 16 * 4, k = config.ExpertsPerToken, e = config.NumExperts, layers = config.NumLayers;
-        Assert.Equal(2 * (5 + 2), report.Rows.Count); // per device count: 5 policies contiguous + 2 load-aware
+        Assert.Equal(2 * (5 + 2 + 2), report.Rows.Count); // per device count: 5 policies contiguous + 2 per load-aware placement
         foreach (var row in report.Rows)
         {
             int experts = e / row.Devices;

@@ -57,7 +57,7 @@ public static class OpenAiApi
     {
         var (steps, total, byPolicy) = window.Snapshot();
         var plan = state.Model?.Engine.Model.ExpertParallel;
-        var parallel = plan is null ? null : new ExpertParallelLoadDto(plan.Names, plan.Placement.Mode, plan.Placement.DeviceOf,
+        var parallel = plan is null ? null : new ExpertParallelLoadDto(plan.Names, plan.Placement.Mode, plan.Placement.DeviceOf, plan.Placement.Replicas,
             window.DeviceSnapshot(), Enumerable.Range(0, total.Length).Select(window.StragglerRatio).ToArray());
         return TypedResults.Ok(new ExpertLoadDto(steps, window.Capacity, total, byPolicy, total.Select(LoadWindow.Imbalance).ToArray(), parallel));
     }

@@ -34,6 +34,9 @@ public sealed class ExpertParallelOptions : IValidatableObject
     /// <summary>load_aware: a JSON file with recorded loads, "total": [layer][expert] (a saved GET /v1/moe/load response).</summary>
     public string? LoadProfile { get; set; }
 
+    /// <summary>load_aware: extra replicas per layer for the hottest experts (each replica takes an even share of its expert's pairs).</summary>
+    [Range(0, 1_000_000)] public int RedundantExperts { get; set; }
+
     /// <summary>Run the devices at once, one worker thread each (true), or one after another on the engine thread.</summary>
     public bool Concurrent { get; set; } = true;
 
@@ -66,6 +69,8 @@ public sealed class ExpertParallelOptions : IValidatableObject
                 yield return new ValidationResult("must be contiguous, explicit or load_aware", [nameof(Placement)]);
                 break;
         }
+        if (RedundantExperts > 0 && Placement != "load_aware")
+            yield return new ValidationResult("redundant experts need the load_aware placement", [nameof(RedundantExperts)]);
         if (ExpertMap?.FirstOrDefault(d => d < 0 || d >= DeviceCount, -1) is int bad && bad != -1)
             yield return new ValidationResult($"device {bad} is outside 0..{DeviceCount - 1}", [nameof(ExpertMap)]);
     }
@@ -77,6 +82,8 @@ public sealed class ExpertParallelOptions : IValidatableObject
     {
         if (Devices.Length == 0 && VirtualDevices == 1 && Placement == "contiguous") return null;
         int layers = config.NumLayers, experts = config.NumExperts, devices = DeviceCount;
+        if (RedundantExperts > experts * (devices - 1))
+            throw new ArgumentException($"{Section}:{nameof(RedundantExperts)}: {RedundantExperts} extra replicas do not fit: each of the {experts} experts can have at most one replica per device ({experts * (devices - 1)} extra in all on {devices} devices)");
         ExpertPlacement placement;
         try
         {
@@ -85,7 +92,7 @@ public sealed class ExpertParallelOptions : IValidatableObject
                 "explicit" => ExpertPlacement.Explicit(Enumerable.Range(0, layers).Select(l =>
                     LayerExpertMaps.TryGetValue(l.ToString(CultureInfo.InvariantCulture), out var map) ? map
                     : ExpertMap ?? throw new ArgumentException($"layer {l} has no map in LayerExpertMaps and there is no ExpertMap")).ToArray(), experts, devices),
-                "load_aware" => ExpertPlacement.LoadAware(ReadLoadProfile(Path.GetFullPath(Path.Combine(contentRoot, LoadProfile!)), layers), experts, devices),
+                "load_aware" => ExpertPlacement.LoadAware(ReadLoadProfile(Path.GetFullPath(Path.Combine(contentRoot, LoadProfile!)), layers), experts, devices, RedundantExperts),
                 _ => ExpertPlacement.Contiguous(layers, experts, devices),
             };
         }

@@ -44,9 +44,9 @@ public sealed class ModelLoader(
             state.SetReady(new ServedModel(id, _engine, tokenizer, context, DateTimeOffset.UtcNow.ToUnixTimeSeconds()));
             var plan = model.ExpertParallel;
             metrics.SetDevices(plan.Names);
-            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype}; experts on {Devices} ({Placement} placement, {Execution}); chat template {Template}; loaded in {Seconds:F1}s",
+            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype}; experts on {Devices} ({Placement} placement, {Redundant} redundant, {Execution}); chat template {Template}; loaded in {Seconds:F1}s",
                 id, model.Config.ModelType, model.Config.NumLayers, model.Config.NumExperts, model.Config.ExpertsPerToken, dir, device, dtype,
-                string.Join(", ", plan.Names), plan.Placement.Mode, plan.Concurrent ? "concurrent" : "in turn",
+                string.Join(", ", plan.Names), plan.Placement.Mode, plan.Placement.RedundantExperts, plan.Concurrent ? "concurrent" : "in turn",
                 tokenizer.ChatTemplate.Name, (DateTime.UtcNow - started).TotalSeconds);
         }
         catch (Exception e) when (e is CheckpointException or ArgumentException or IOException or UnauthorizedAccessException)

@@ -68,7 +68,8 @@ public sealed record ExpertLoadDto(int Steps, int Window, long[][] Total, Dictio
 /// <summary>Where the experts live and what each device executed over the window.</summary>
 /// <param name="Devices">Device names (cuda:N, or cpu:N for virtual ranks).</param>
 /// <param name="Placement">Mode of the placement: contiguous, explicit or load_aware.</param>
-/// <param name="DeviceOf">[layer][expert] index into <paramref name="Devices"/>.</param>
+/// <param name="DeviceOf">[layer][expert] index into <paramref name="Devices"/> of the expert's primary replica.</param>
+/// <param name="Replicas">[layer][expert] every device holding a replica (more than one with redundant experts).</param>
 /// <param name="DeviceTotal">[layer][device] token-expert pairs executed.</param>
 /// <param name="StragglerRatio">[layer] busiest device's pairs over the mean device's, over the window.</param>
-public sealed record ExpertParallelLoadDto(string[] Devices, string Placement, int[][] DeviceOf, long[][] DeviceTotal, double[] StragglerRatio);
+public sealed record ExpertParallelLoadDto(string[] Devices, string Placement, int[][] DeviceOf, int[][][] Replicas, long[][] DeviceTotal, double[] StragglerRatio);

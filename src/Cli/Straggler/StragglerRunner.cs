@@ -35,7 +35,8 @@ public sealed record StragglerReport(string ModelDir, StragglerSettings Settings
 /// </summary>
 public sealed class StragglerRunner(StragglerSettings settings)
 {
-    private static readonly string[] Placements = ["contiguous", "load_aware"];
+    /// <summary>load_aware+: load-aware with one redundant replica per device for the hottest experts.</summary>
+    private static readonly string[] Placements = ["contiguous", "load_aware", "load_aware+"];
 
     public StragglerReport Run()
     {
@@ -66,11 +67,14 @@ public sealed class StragglerRunner(StragglerSettings settings)
         {
             foreach (var placementMode in Placements)
             {
-                var placement = placementMode == "load_aware"
-                    ? ExpertPlacement.LoadAware(calibrationLoads, config.NumExperts, devices)
-                    : ExpertPlacement.Contiguous(config.NumLayers, config.NumExperts, devices);
-                // Load-aware placement is shown for the policies it competes with: vanilla and token drop at capacity 1.0.
-                var measured = placementMode == "load_aware" ? configurations.Take(2).ToList() : configurations.ToList();
+                var placement = placementMode switch
+                {
+                    "load_aware" => ExpertPlacement.LoadAware(calibrationLoads, config.NumExperts, devices),
+                    "load_aware+" => ExpertPlacement.LoadAware(calibrationLoads, config.NumExperts, devices, redundantExperts: devices),
+                    _ => ExpertPlacement.Contiguous(config.NumLayers, config.NumExperts, devices),
+                };
+                // Load-aware placements are shown for the policies they compete with: vanilla and token drop at capacity 1.0.
+                var measured = placementMode == "contiguous" ? configurations.ToList() : configurations.Take(2).ToList();
                 log($"{devices} devices, {placementMode} placement: {measured.Count} policies x {settings.Repeats} repeats ...");
                 using var inTurn = MoeForCausalLM.Load(settings.ModelDir, torch.ScalarType.Float32, torch.CPU, _ => ExpertParallelPlan.Virtual(devices, placement, concurrent: false));
                 using var atOnce = MoeForCausalLM.Load(settings.ModelDir, torch.ScalarType.Float32, torch.CPU, _ => ExpertParallelPlan.Virtual(devices, placement, concurrent: true));

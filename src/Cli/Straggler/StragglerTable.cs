@@ -42,6 +42,9 @@ public static class StragglerTable
                       "(fixed costs ignored), the quantity the papers' layer speedups describe (OLMoE at capacity 1.0: token drop 1.46x, expanded drop 1.36x).");
         md.AppendLine("- speedups are against vanilla with contiguous placement on the same number of devices; **I_dev** = busiest device's pairs / mean device's, " +
                       "per layer and step; **dropped** = dropped pairs / (T x k x layers).");
+        md.AppendLine("- placements: contiguous blocks; load_aware = experts packed heaviest first on the least-loaded device (same number per device), " +
+                      "from the calibration batches' vanilla loads; load_aware+ = the same with D redundant replicas of the hottest experts " +
+                      "(one extra expert's memory per device), each replica taking an even share of its expert's pairs.");
         md.AppendLine("- expanded_drop takes its extra candidates from the devices its top-k already use (local scope device): with 8 devices each holds one " +
                       "expert, so there is no local extra and it routes as token_drop.");
         return md.ToString();

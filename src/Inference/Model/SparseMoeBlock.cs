@@ -25,10 +25,10 @@ public sealed class SparseMoeBlock : IDisposable
     private readonly ShardedExperts _experts;
     private readonly GateSemantics _semantics;
 
-    /// <param name="deviceOf">[E] device index of each expert of this layer, into <paramref name="expertDevices"/>.</param>
+    /// <param name="replicas">[E] devices holding each expert of this layer (indexes into <paramref name="expertDevices"/>).</param>
     /// <param name="workers">Threads that run the devices at once; null runs them in turn.</param>
     public SparseMoeBlock(ModelConfig config, string prefix, WeightStore weights, ScalarType dtype, Device device,
-        int[] deviceOf, Device[] expertDevices, DeviceWorkers? workers)
+        int[][] replicas, Device[] expertDevices, DeviceWorkers? workers)
     {
         long h = config.HiddenSize, f = config.IntermediateSize;
         _semantics = new GateSemantics(config.ExpertsPerToken, config.NumExperts, config.RenormalizeTopK);
@@ -45,7 +45,7 @@ public sealed class SparseMoeBlock : IDisposable
             gateUp[e] = torch.cat([g, u], dim: 0);
             down[e] = weights.Load($"{prefix}.experts.{e}.{downName}.weight", [h, f], dtype, device);
         }
-        _experts = new ShardedExperts(gateUp, down, deviceOf, expertDevices, workers);
+        _experts = new ShardedExperts(gateUp, down, replicas, expertDevices, workers);
         foreach (var w in gateUp.Concat(down)) w.Dispose();
     }
 
@@ -78,15 +78,12 @@ public sealed class SparseMoeBlock : IDisposable
             experts = experts.index_select(0, pairs);
             weights = weights.index_select(0, pairs);
         }
-        // Sort pairs by expert in device-major order (stable: token order within an expert) and count them.
-        // A counting sort on the host: the counts must reach the host anyway to slice each expert's rows,
-        // and for the few hundred pairs of a step it costs less than a tensor sort plus bincount.
+        // Sort pairs by expert (stable: token order within an expert) and count them, then arrange them
+        // device-major for the devices. On the host: the counts must reach the host anyway to slice each
+        // expert's rows, and for the few hundred pairs of a step it costs less than a tensor sort plus bincount.
         long[] expertIds = experts.shape[0] == 0 ? [] : experts.OnCpu().data<long>().ToArray(); // (ToArray fails on empty tensors)
-        var rankOf = _experts.RankOf;
-        for (int i = 0; i < expertIds.Length; i++) expertIds[i] = rankOf[expertIds[i]];
-        var (order, countsInOrder) = CountingSort(expertIds, _semantics.NumExperts);
-        var counts = new long[countsInOrder.Length]; // [E] by expert id
-        for (int r = 0; r < counts.Length; r++) counts[_experts.Order[r]] = countsInOrder[r];
+        var (byExpert, counts) = CountingSort(expertIds, _semantics.NumExperts);
+        var (order, replicaRows) = _experts.Arrange(byExpert, counts);
         var orderTensor = torch.tensor(order, device: x.device);                                           // [N]
         var pairIndex = assignment.MayHaveEmptySlots ? pairs.index_select(0, orderTensor) : orderTensor;
         using var slotsScalar = slots.ToScalar(); // outlives the call (see Scalars)
@@ -96,7 +93,7 @@ public sealed class SparseMoeBlock : IDisposable
         var result = torch.zeros([t, x.shape[1]], x.dtype, x.device);
         stats.AddLoads(layer, counts, routing, () => assignment.ExpertIds.contiguous().OnCpu().data<long>().ToArray());
         if (sortedTokens.shape[0] == 0) return result.MoveToOuterDisposeScope(); // every pair dropped
-        var (combined, timing) = _experts.Run(x.index_select(0, sortedTokens), countsInOrder); // [N, H]
+        var (combined, timing) = _experts.Run(x.index_select(0, sortedTokens), replicaRows); // [N, H]
         stats.AddDeviceTiming(layer, timing);
         // Hugging Face casts the routing weights to the hidden dtype before scaling.
         combined.mul_(sortedWeights.As(x.dtype).unsqueeze(1));

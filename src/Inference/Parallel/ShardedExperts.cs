@@ -13,36 +13,36 @@ public sealed record DeviceStepTiming(long[] Pairs, double[] Seconds, double Wal
 
 /// <summary>
 /// The experts of one MoE layer spread over the devices of an <see cref="ExpertParallelPlan"/>: each device
-/// holds an <see cref="ExpertBank"/> of its own experts, with their weights on that device. Rows arrive
-/// sorted in device-major expert order (<see cref="Order"/>), so each device's rows are one contiguous slice;
-/// every device copies its slice in, runs its experts, and copies the result back to the caller's device.
+/// holds an <see cref="ExpertBank"/> of its replicas, with their weights on that device. <see cref="Arrange"/>
+/// orders the step's pairs device-major (a replicated expert's pairs split evenly over its replicas), so each
+/// device's rows are one contiguous slice; every device copies its slice in, runs its experts, and copies
+/// the result back to the caller's device.
 /// </summary>
-/// <remarks>Legend: E experts, H hidden size, N token-expert pairs, D devices.</remarks>
+/// <remarks>Legend: E experts, H hidden size, N token-expert pairs, D devices, R replicas (E plus redundant ones).</remarks>
 public sealed class ShardedExperts : IDisposable
 {
-    private readonly ExpertBank?[] _banks;   // [D]; null when a device holds no expert of this layer
-    private readonly int[] _expertsOnDevice; // [D] how many experts each device holds
+    private readonly ExpertBank?[] _banks;                         // [D]; null when a device holds no replica
+    private readonly (int Expert, int Replica)[][] _slots;         // [D] the replicas on each device, by expert
+    private readonly int[][] _replicas;                             // [E] devices holding each expert
     private readonly Device[] _devices;
     private readonly DeviceWorkers? _workers;
 
     /// <param name="gateUp">Per expert [2F, H] (w1 rows then w3 rows), on any device.</param>
     /// <param name="down">Per expert [H, F].</param>
-    /// <param name="deviceOf">[E] device index of each expert.</param>
+    /// <param name="replicas">[E] devices holding a replica of each expert (indexes into <paramref name="devices"/>).</param>
     /// <param name="workers">Threads to run the devices at once; null runs them in turn on the caller.</param>
-    public ShardedExperts(IReadOnlyList<Tensor> gateUp, IReadOnlyList<Tensor> down, int[] deviceOf, Device[] devices, DeviceWorkers? workers)
+    public ShardedExperts(IReadOnlyList<Tensor> gateUp, IReadOnlyList<Tensor> down, int[][] replicas, Device[] devices, DeviceWorkers? workers)
     {
-        if (deviceOf.Length != gateUp.Count) throw new ArgumentException($"placement of {deviceOf.Length} experts for {gateUp.Count}");
+        if (replicas.Length != gateUp.Count) throw new ArgumentException($"placement of {replicas.Length} experts for {gateUp.Count}");
         _devices = devices;
         _workers = workers;
-        Order = Enumerable.Range(0, deviceOf.Length).OrderBy(e => deviceOf[e]).ThenBy(e => e).ToArray();
-        RankOf = new int[Order.Length];
-        for (int i = 0; i < Order.Length; i++) RankOf[Order[i]] = i;
+        _replicas = replicas;
+        _slots = Enumerable.Range(0, devices.Length).Select(d => Enumerable.Range(0, replicas.Length)
+            .Where(e => replicas[e].Contains(d)).Select(e => (e, Array.IndexOf(replicas[e], d))).ToArray()).ToArray();
         _banks = new ExpertBank?[devices.Length];
-        _expertsOnDevice = new int[devices.Length];
         for (int d = 0; d < devices.Length; d++)
         {
-            var mine = Order.Where(e => deviceOf[e] == d).ToArray();
-            _expertsOnDevice[d] = mine.Length;
+            var mine = _slots[d].Select(s => s.Expert).ToArray();
             if (mine.Length == 0) continue;
             // Weights move to their device once, at load; the bank stacks them into tensors of its own.
             var g = mine.Select(e => gateUp[e].to(devices[d])).ToList();
@@ -53,19 +53,35 @@ public sealed class ShardedExperts : IDisposable
         }
     }
 
-    /// <summary>[E] experts in device-major order: the order rows must arrive in.</summary>
-    public int[] Order { get; }
-
-    /// <summary>[E] position of each expert in <see cref="Order"/>.</summary>
-    public int[] RankOf { get; }
-
     public int Devices => _devices.Length;
 
+    /// <summary>Orders the pairs device-major: for each device, for each replica on it, that replica's share of its expert's pairs.</summary>
+    /// <param name="byExpert">[N] pair indexes sorted by expert (counts[0] pairs of expert 0, then expert 1, ...).</param>
+    /// <param name="counts">[E] pairs per expert.</param>
+    /// <returns>[N] the pair indexes in execution order, and [R] rows per replica in device-major replica order.</returns>
+    public (long[] Order, long[] ReplicaRows) Arrange(long[] byExpert, long[] counts)
+    {
+        var start = new long[counts.Length];
+        for (int e = 1; e < counts.Length; e++) start[e] = start[e - 1] + counts[e - 1];
+        var order = new long[byExpert.Length];
+        var rows = new List<long>(counts.Length);
+        long next = 0;
+        foreach (var device in _slots)
+            foreach (var (expert, replica) in device)
+            {
+                var (offset, count) = MoeServe.Routing.ExpertPlacement.Share(counts[expert], replica, _replicas[expert].Length);
+                Array.Copy(byExpert, start[expert] + offset, order, next, count);
+                next += count;
+                rows.Add(count);
+            }
+        return (order, rows.ToArray());
+    }
+
     /// <summary>Runs every device's experts on its rows.</summary>
-    /// <param name="inputs">[N, H] rows sorted by <see cref="Order"/>: countsInOrder[0] rows for expert Order[0], then Order[1], ...</param>
-    /// <param name="countsInOrder">[E] rows per expert, in <see cref="Order"/>.</param>
+    /// <param name="inputs">[N, H] rows in the order <see cref="Arrange"/> gave.</param>
+    /// <param name="replicaRows">[R] rows per replica, as <see cref="Arrange"/> gave them.</param>
     /// <returns>[N, H] expert outputs in the order of <paramref name="inputs"/>, on its device, and what each device did.</returns>
-    public (Tensor Output, DeviceStepTiming Timing) Run(Tensor inputs, long[] countsInOrder)
+    public (Tensor Output, DeviceStepTiming Timing) Run(Tensor inputs, long[] replicaRows)
     {
         long started = Stopwatch.GetTimestamp();
         int devices = _devices.Length;
@@ -74,11 +90,11 @@ public sealed class ShardedExperts : IDisposable
         var outputs = new Tensor?[devices];
         var jobs = new Action?[devices];
         long row = 0;
-        int expert = 0;
+        int replica = 0;
         for (int d = 0; d < devices; d++)
         {
-            var counts = countsInOrder.AsSpan(expert, _expertsOnDevice[d]).ToArray();
-            expert += counts.Length;
+            var counts = replicaRows.AsSpan(replica, _slots[d].Length).ToArray();
+            replica += counts.Length;
             long rows = counts.Sum();
             pairs[d] = rows;
             if (rows == 0) continue;
