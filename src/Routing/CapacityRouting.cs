@@ -82,7 +82,7 @@ public static class CapacityRouting
 
         // Weights: native for top-k pairs; p times the token's normalisation factor for extras.
         var factor = gate.RenormalizeTopK ? topValues.sum(1, keepdim: true).reciprocal() : torch.ones([c, 1], device: device);
-        var weights = torch.cat([nativeWeights, candidateP.narrow(1, k, s - k) * factor], 1).masked_fill(keep.logical_not(), Scalars.ZeroFloat);
+        var weights = torch.cat([nativeWeights, candidateP.narrow(1, k, s - k).mul(factor)], 1).masked_fill(keep.logical_not(), Scalars.ZeroFloat);
         if (config.RenormalizeAfterDrop)
         {
             // token_drop's option: a token's surviving weights are renormalised to sum 1.

@@ -22,9 +22,12 @@ public sealed class Attention : IDisposable
     private readonly ModelConfig _config;
     private readonly int _layer;
     private readonly long[] _splits; // sizes of q, k, v in the fused projection
+    // 1/sqrt(d), held for the model's lifetime: an implicitly converted Scalar may be finalized mid-call (see Scalars).
+    private readonly Scalar _scoreScale;
 
     public Attention(ModelConfig config, int layer, string prefix, WeightStore weights, ScalarType dtype, Device device)
     {
+        _scoreScale = (1.0 / Math.Sqrt(config.HeadDim)).ToScalar();
         _config = config;
         _layer = layer;
         long h = config.HiddenSize, qDim = config.NumHeads * config.HeadDim, kvDim = config.NumKvHeads * config.HeadDim;
@@ -88,7 +91,7 @@ public sealed class Attention : IDisposable
         var kh = keys.permute(1, 0, 2).unsqueeze(1).AsFloat32();                  // [kvHeads, 1, S, d]
         var vh = values.permute(1, 0, 2).unsqueeze(1).AsFloat32();                // [kvHeads, 1, S, d]
         // Softmax in fp32 (as Hugging Face's eager attention does), one cast back.
-        var scores = torch.matmul(qg, kh.transpose(2, 3)) / Math.Sqrt(d);                    // [kvHeads, group, L, S]
+        var scores = torch.matmul(qg, kh.transpose(2, 3)).mul_(_scoreScale);                 // [kvHeads, group, L, S]
         if (l > 1)
         {
             // Row i (position past + i) sees keys 0..past+i.
@@ -114,7 +117,7 @@ public sealed class Attention : IDisposable
         var kh = keys.view(b, smax, kvHeads, d).permute(0, 2, 1, 3).AsFloat32();   // [B, kvHeads, Smax, d]
         var vh = values.view(b, smax, kvHeads, d).permute(0, 2, 1, 3).AsFloat32(); // [B, kvHeads, Smax, d]
         var qg = q.view(b, kvHeads, group, d).AsFloat32();                         // [B, kvHeads, group, d]
-        var scores = torch.matmul(qg, kh.transpose(2, 3)) / Math.Sqrt(d);                    // [B, kvHeads, group, Smax]
+        var scores = torch.matmul(qg, kh.transpose(2, 3)).mul_(_scoreScale);                 // [B, kvHeads, group, Smax]
         if (input.DecodePadding is { } padding) scores = scores.masked_fill(padding, Scalars.NegativeInfinity);
         var attended = torch.matmul(scores.softmax(-1), vh);                                  // [B, kvHeads, group, d]
         return attended.reshape(b, heads * d).As(q.dtype);
@@ -124,5 +127,6 @@ public sealed class Attention : IDisposable
     {
         qkv_proj.Dispose(); o_proj.Dispose();
         q_norm?.Dispose(); k_norm?.Dispose();
+        _scoreScale.Dispose();
     }
 }
