@@ -13,7 +13,7 @@ namespace MoeServe.Cli.Load;
 /// </summary>
 public static class LoadCommand
 {
-    private const string DefaultModel = "models/moeserve-tiny-random";
+    private const string DefaultModel = "models/moeserve-moe-tiny"; // the server's default: the shipped model
 
     public static Command Create()
     {
