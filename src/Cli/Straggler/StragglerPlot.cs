@@ -18,7 +18,7 @@ public static class StragglerPlot
         var model = new PlotModel
         {
             Title = $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(report.ModelDir))}: expert-parallel speedup over vanilla",
-            Subtitle = $"mixed-domain steps of T = {report.BatchTokens}; solid: modelled from measured device times, dashed: cost model (busiest device's pairs)",
+            Subtitle = $"mixed-domain steps of T = {report.BatchTokens}; solid: modelled from measured device times, dashed [cost]: cost model (busiest device's pairs)",
             Background = OxyColors.White,
         };
         var devices = report.Rows.Select(r => r.Devices).Distinct().Order().ToList();
@@ -30,8 +30,8 @@ public static class StragglerPlot
         {
             var rows = report.Rows.Where(r => r.Placement == keys[i].Placement && r.Policy == keys[i].Policy).OrderBy(r => r.Devices).ToList();
             string name = keys[i].Placement == "contiguous" ? keys[i].Policy : $"{keys[i].Policy}, {keys[i].Placement}";
-            var modelled = new LineSeries { Title = $"{name} (modelled)", Color = colors[i], MarkerType = MarkerType.Circle, MarkerFill = colors[i] };
-            var cost = new LineSeries { Title = $"{name} (cost model)", Color = colors[i], LineStyle = LineStyle.Dash, MarkerType = MarkerType.Square, MarkerFill = colors[i] };
+            var modelled = new LineSeries { Title = name, Color = colors[i], MarkerType = MarkerType.Circle, MarkerFill = colors[i] };
+            var cost = new LineSeries { Title = $"{name} [cost]", Color = colors[i], LineStyle = LineStyle.Dash, MarkerType = MarkerType.Square, MarkerFill = colors[i] };
             foreach (var r in rows)
             {
                 modelled.Points.Add(new DataPoint(r.Devices, r.ModelledSpeedup));
@@ -40,7 +40,7 @@ public static class StragglerPlot
             model.Series.Add(modelled);
             model.Series.Add(cost);
         }
-        model.Legends.Add(new Legend { LegendPosition = LegendPosition.RightTop, LegendPlacement = LegendPlacement.Outside });
-        ReportFiles.WriteSvg(model, path, 1000, 560);
+        model.Legends.Add(new Legend { LegendPosition = LegendPosition.RightTop, LegendPlacement = LegendPlacement.Outside, LegendFontSize = 10 });
+        ReportFiles.WriteSvg(model, path, 1250, 600); // room for the outside legend's long labels
     }
 }
