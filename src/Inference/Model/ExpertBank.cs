@@ -6,10 +6,10 @@ namespace MoeServe.Inference.Model;
 
 /// <summary>
 /// The SwiGLU experts of one MoE layer, stacked so they can run either one by one or as one grouped
-/// matrix product. On CPU a small matrix product costs mostly its call: with many experts active and
-/// few tokens each (batched decoding), one padded batched product over all experts is several times
-/// faster than a product per expert; with few experts active (one sequence) or very uneven loads
-/// (padding would multiply the work), the per-expert loop is cheaper.
+/// matrix product. On CPU a small matrix product costs mostly its call: with small experts, many of them
+/// active and near-even loads (batched decoding of a small model), one padded batched product over all
+/// experts is faster than a product per expert; otherwise (larger experts, few active, uneven loads)
+/// the per-expert loop is cheaper.
 /// </summary>
 /// <remarks>Legend: E experts, H hidden size, F expert FFN size, N token-expert pairs.</remarks>
 public sealed class ExpertBank : IDisposable
@@ -17,6 +17,7 @@ public sealed class ExpertBank : IDisposable
     private readonly Tensor _gateUp; // [E, H, 2F]: w1 and w3 side by side, transposed for x @ W
     private readonly Tensor _down;   // [E, F, H]: w2 transposed
     private readonly long _ffn;
+    private readonly long _hidden;
 
     /// <param name="gateUp">Per expert [2F, H] (w1 rows, then w3 rows), as the checkpoint stores them.</param>
     /// <param name="down">Per expert [H, F] (w2).</param>
@@ -26,6 +27,7 @@ public sealed class ExpertBank : IDisposable
         _gateUp = torch.stack(gateUp.Select(w => w.t()).ToArray()).contiguous().MoveToOuterDisposeScope();
         _down = torch.stack(down.Select(w => w.t()).ToArray()).contiguous().MoveToOuterDisposeScope();
         _ffn = _down.shape[1];
+        _hidden = _down.shape[2];
         Count = gateUp.Count;
     }
 
@@ -39,9 +41,13 @@ public sealed class ExpertBank : IDisposable
     {
         long n = inputs.shape[0], maxRows = counts.Max();
         int active = counts.Count(c => c > 0);
-        // Small batches (a few hundred pairs) are bound by call overhead, so padding is cheap there;
-        // large ones are bound by arithmetic, so padding may at most double the work.
-        bool grouped = active * 2 >= Count && (n <= 256 || Count * maxRows <= 2 * n);
+        // One batched product saves calls, which only pays where a product costs mostly its call (small expert
+        // matrices) and the padding is small (near-even loads). Measured on one core (microseconds, grouped vs
+        // one by one): H 128 / F 256, 8 x 4 rows: 182 vs 264; uneven 32 rows [10,6,5,3,3,2,2,1]: 314 vs 267;
+        // H 256 / F 512 (the shipped model), 8 x 4 rows: 1836 vs 1964; the uneven 32 rows: 2838 vs 1513 (the
+        // padded batched product reads every expert's weights in small blocks and is memory-bound).
+        bool smallMatrices = _hidden * _ffn <= 65_536;
+        bool grouped = smallMatrices && active * 2 >= Count && Count * maxRows * 4 <= 5 * n;
         return grouped ? RunGrouped(inputs, counts, maxRows) : RunOneByOne(inputs, counts);
     }
 
