@@ -6,6 +6,7 @@ try
     var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = ContentRoot.Find() });
     builder.AddMoeServe();
     var app = builder.Build();
+    app.ValidateConfiguration();
     app.UseMoeServe();
     await app.RunAsync();
     return Environment.ExitCode;

@@ -52,6 +52,19 @@ public static class ServiceRegistration
         builder.Services.AddSingleton<IValidateOptions<T>>(new SectionValidator<T>(configuration));
     }
 
+    /// <summary>
+    /// Validates every section now, before the host starts: a bad value then surfaces as the caller's one-line
+    /// OptionsValidationException, not first as the host's "Hosting failed to start" log with a stack trace.
+    /// </summary>
+    public static void ValidateConfiguration(this WebApplication app)
+    {
+        _ = app.Services.GetRequiredService<IOptions<ModelOptions>>().Value;
+        _ = app.Services.GetRequiredService<IOptions<EngineOptions>>().Value;
+        _ = app.Services.GetRequiredService<IOptions<RoutingOptions>>().Value;
+        _ = app.Services.GetRequiredService<IOptions<ExpertParallelOptions>>().Value;
+        _ = app.Services.GetRequiredService<IOptions<ServerOptions>>().Value;
+    }
+
     public static WebApplication UseMoeServe(this WebApplication app)
     {
         app.UseMiddleware<ErrorHandlingMiddleware>();
