@@ -1,3 +1,5 @@
+using MoeServe.Routing;
+
 namespace MoeServe.Cli.Eval;
 
 /// <summary>
@@ -26,10 +28,7 @@ public static class LoadMetrics
     {
         if (!CanPlace(loads.Length, devices))
             throw new ArgumentException($"{loads.Length} experts do not split into {devices} equal contiguous blocks");
-        int perDevice = loads.Length / devices;
-        var result = new long[devices];
-        for (int e = 0; e < loads.Length; e++) result[e / perDevice] += loads[e];
-        return result;
+        return ExpertPlacement.Contiguous(1, loads.Length, devices).DeviceLoads(0, loads);
     }
 
     /// <summary>I_dev of one layer and step under contiguous placement on <paramref name="devices"/> devices.</summary>

@@ -100,9 +100,9 @@ public sealed class SparseMoeBlock : IDisposable
         return result.index_add_(0, sortedTokens, combined, Scalars.One).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Stable counting sort of expert ids.</summary>
+    /// <summary>Stable counting sort of expert ids (also the training model's dispatch).</summary>
     /// <returns>The positions of <paramref name="experts"/> ordered by expert, and each expert's count.</returns>
-    internal static (long[] Order, long[] Counts) CountingSort(long[] experts, int numExperts)
+    public static (long[] Order, long[] Counts) CountingSort(long[] experts, int numExperts)
     {
         var counts = new long[numExperts];
         foreach (var e in experts) counts[e]++;

@@ -51,7 +51,7 @@ public sealed class SparseMoeBlock : nn.Module<Tensor, MoeOutput>
 
         // Sort the pairs by expert on the host (stable: token order within an expert); the counts must
         // reach the host anyway to slice each expert's rows.
-        var (order, counts) = CountingSort(topIds.reshape(-1).cpu().data<long>().ToArray(), _numExperts);
+        var (order, counts) = MoeServe.Inference.Model.SparseMoeBlock.CountingSort(topIds.reshape(-1).cpu().data<long>().ToArray(), _numExperts);
         var orderTensor = torch.tensor(order, device: x.device);                       // [P]
         var sortedTokens = orderTensor.div(_topK, rounding_mode: RoundingMode.floor);  // [P] token of each pair
         var sortedWeights = weights.reshape(-1).index_select(0, orderTensor);          // [P]
@@ -67,17 +67,5 @@ public sealed class SparseMoeBlock : nn.Module<Tensor, MoeOutput>
         var output = torch.zeros([n, x.shape[1]], ScalarType.Float32, x.device).index_add(0, sortedTokens, combined, 1.0); // [N, H]
         var aux = LoadBalancing.AuxLoss(probs, counts);
         return new MoeOutput(output.MoveToOuterDisposeScope(), aux.MoveToOuterDisposeScope(), counts);
-    }
-
-    /// <summary>Stable counting sort of expert ids: positions ordered by expert, and each expert's count.</summary>
-    internal static (long[] Order, long[] Counts) CountingSort(long[] expertIds, int numExperts)
-    {
-        var counts = new long[numExperts];
-        foreach (var e in expertIds) counts[e]++;
-        var next = new long[numExperts];
-        for (int e = 1; e < numExperts; e++) next[e] = next[e - 1] + counts[e - 1];
-        var order = new long[expertIds.Length];
-        for (int i = 0; i < expertIds.Length; i++) order[next[expertIds[i]]++] = i;
-        return (order, counts);
     }
 }
