@@ -10,7 +10,6 @@ public static class CompareJson
 
     public static void Write(CompareReport report, string path)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        File.WriteAllText(path, Serialize(report));
+        ReportFiles.Save(path, Serialize(report));
     }
 }

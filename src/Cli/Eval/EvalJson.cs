@@ -24,7 +24,6 @@ public static class EvalJson
 
     public static void Write(EvalResult result, string path)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        File.WriteAllText(path, Serialize(result));
+        ReportFiles.Save(path, Serialize(result));
     }
 }

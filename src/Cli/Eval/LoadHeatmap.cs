@@ -44,8 +44,7 @@ public static partial class LoadHeatmap
             svg.Append(fragment).Append("\n</g>\n");
         }
         svg.Append("</svg>\n");
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        File.WriteAllText(path, svg.ToString());
+        ReportFiles.Save(path, svg.ToString());
     }
 
     /// <summary>One group's heatmap: x = expert, y = layer (0 at the top, like the tables), colour = % of the layer's pairs.</summary>
