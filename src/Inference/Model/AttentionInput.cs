@@ -29,8 +29,8 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
     /// <summary>[B, Smax] int64 slots of every position of each decoding sequence, padded with slot 0.</summary>
     public Tensor? DecodeSlots { get; set; }
 
-    /// <summary>[B, 1, 1, Smax] bool, true where a padded position must be ignored; null when no sequence is padded.</summary>
-    public Tensor? DecodePadding { get; set; }
+    /// <summary>[B, 1, 1, Smax] bool, true where a position is the sequence's own (false on padding); null when no sequence is padded.</summary>
+    public Tensor? DecodeAllowed { get; set; }
 
     public static AttentionInput Build(ForwardBatch batch, RotaryTables rotary, Device device)
     {
@@ -44,19 +44,19 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
         {
             int max = decodes.Max(s => s.Slots.Length);
             var slots = new long[decodes.Count * max];
-            var padding = new bool[decodes.Count * max];
+            var allowed = new bool[decodes.Count * max];
             for (int b = 0; b < decodes.Count; b++)
             {
                 var s = decodes[b].Slots;
                 Array.Copy(s, 0, slots, b * max, s.Length);
-                for (int p = s.Length; p < max; p++) padding[b * max + p] = true;
+                Array.Fill(allowed, true, b * max, s.Length);
             }
             input.AllDecode = decodes.Count == batch.Sequences.Count;
             input.DecodeRows = torch.tensor(decodes.Select(s => (long)s.Start).ToArray(), device: device);
             input.DecodeNewSlots = torch.tensor(decodes.Select(s => s.Slots[^1]).ToArray(), device: device);
             input.DecodeSlots = torch.tensor(slots, device: device).view(decodes.Count, max);
             if (decodes.Any(s => s.Slots.Length < max))
-                input.DecodePadding = torch.tensor(padding, device: device).view(decodes.Count, 1, 1, max);
+                input.DecodeAllowed = torch.tensor(allowed, device: device).view(decodes.Count, 1, 1, max);
         }
         return input;
     }
@@ -68,6 +68,6 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
         DecodeRows?.Dispose();
         DecodeNewSlots?.Dispose();
         DecodeSlots?.Dispose();
-        DecodePadding?.Dispose();
+        DecodeAllowed?.Dispose();
     }
 }
