@@ -149,10 +149,49 @@ public class ExpertParallelTests
         Assert.True(diff < 1e-5, $"largest |logit difference| {diff}");
     }
 
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Experts_shared_among_threads_give_the_one_thread_output_to_the_bit(int threadCount)
+    {
+        using var inference = torch.inference_mode();
+        using var scope = NewDisposeScope();
+        var generator = new Generator(7);
+        // The shipped model's expert shape (past the grouped product's size limit), uneven loads, one idle expert.
+        long h = 256, f = 512;
+        long[] counts = [9, 0, 4, 1, 7, 3, 2, 6];
+        var gateUp = counts.Select(_ => torch.randn([2 * f, h], generator: generator)).ToList();
+        var down = counts.Select(_ => torch.randn([h, f], generator: generator)).ToList();
+        using var bank = new ExpertBank(gateUp, down);
+        var inputs = torch.randn([counts.Sum(), h], generator: generator);
+        using var threads = new WorkerThreads(threadCount, "test-experts");
+        Assert.True(ExpertBank.SharesAmongThreads(counts, threads));
+        var alone = bank.Run(inputs, counts);
+        var shared = bank.Run(inputs, counts, threads);
+        Assert.True(alone.equal(shared).all().item<bool>(), $"largest difference {(alone - shared).abs().max().item<float>()}");
+        // A second call reuses the same threads.
+        Assert.True(alone.equal(bank.Run(inputs, counts, threads)).all().item<bool>());
+    }
+
+    [Fact]
+    public void Logits_with_two_threads_per_device_equal_one_thread_to_the_bit()
+    {
+        using var inference = torch.inference_mode();
+        using var scope = NewDisposeScope();
+        using var single = MoeForCausalLM.Load(TrainedModel, ScalarType.Float32, CPU);
+        var config = single.Config;
+        using var threaded = MoeForCausalLM.Load(TrainedModel, ScalarType.Float32, CPU,
+            c => ExpertParallelPlan.Single(CPU, c.NumLayers, c.NumExperts) with { ThreadsPerDevice = 2 });
+        var ids = ModelTokenizer.Load(TrainedModel, config).Encode(MixedTexts[2], addBos: false);
+        var a = Logits(single, ids);
+        var b = Logits(threaded, ids);
+        Assert.True(a.equal(b).all().item<bool>(), $"largest |logit difference| {(a - b).abs().max().item<float>()}");
+    }
+
     [Fact]
     public void A_failing_device_job_surfaces_on_the_caller_and_the_workers_keep_working()
     {
-        using var workers = new DeviceWorkers(4);
+        using var workers = new WorkerThreads(4);
         var threads = new int[4];
         Action Job(int d) => () => threads[d] = Environment.CurrentManagedThreadId;
         var failure = Assert.Throws<InvalidOperationException>(() =>
@@ -166,7 +205,7 @@ public class ExpertParallelTests
     [Fact]
     public void Devices_run_at_the_same_time()
     {
-        using var workers = new DeviceWorkers(3);
+        using var workers = new WorkerThreads(3);
         // Each job waits until all three have started: run one after another, none would ever pass.
         using var barrier = new Barrier(3);
         var passed = new bool[3];

@@ -40,6 +40,9 @@ public sealed class ExpertParallelOptions : IValidatableObject
     /// <summary>Run the devices at once, one worker thread each (true), or one after another on the engine thread.</summary>
     public bool Concurrent { get; set; } = true;
 
+    /// <summary>Threads that share each CPU device's experts in a layer (busiest expert first to the least-loaded thread); CUDA devices ignore it.</summary>
+    [Range(1, 256)] public int ThreadsPerDevice { get; set; } = 1;
+
     private int DeviceCount => Devices.Length > 0 ? Devices.Length : VirtualDevices;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext context)

@@ -35,8 +35,9 @@ public sealed class ModelLoader(
             var dtype = options.ComputeDtype == "bfloat16" ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32;
             var device = DeviceSelection.Resolve(options.Device);
             var started = DateTime.UtcNow;
-            var model = MoeForCausalLM.Load(dir, dtype, device, config => expertParallelOptions.Value.ToPlan(config, environment.ContentRootPath)
-                ?? Inference.Parallel.ExpertParallelPlan.Single(device, config.NumLayers, config.NumExperts));
+            var expertParallel = expertParallelOptions.Value;
+            var model = MoeForCausalLM.Load(dir, dtype, device, config => (expertParallel.ToPlan(config, environment.ContentRootPath)
+                ?? Inference.Parallel.ExpertParallelPlan.Single(device, config.NumLayers, config.NumExperts)) with { ThreadsPerDevice = expertParallel.ThreadsPerDevice });
             var tokenizer = ModelTokenizer.Load(dir, model.Config);
             _engine = new InferenceEngine(model, tokenizer, engineOptions.Value, observer, options.MaxModelLen, engineLogger, routingOptions.Value.ToConfig());
             int context = _engine.MaxContextTokens;
@@ -44,9 +45,9 @@ public sealed class ModelLoader(
             state.SetReady(new ServedModel(id, _engine, tokenizer, context, DateTimeOffset.UtcNow.ToUnixTimeSeconds()));
             var plan = model.ExpertParallel;
             metrics.SetDevices(plan.Names);
-            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype}; experts on {Devices} ({Placement} placement, {Redundant} redundant, {Execution}); chat template {Template}; loaded in {Seconds:F1}s",
+            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype}; experts on {Devices} ({Placement} placement, {Redundant} redundant, {Execution}, {Threads} thread(s) per device); chat template {Template}; loaded in {Seconds:F1}s",
                 id, model.Config.ModelType, model.Config.NumLayers, model.Config.NumExperts, model.Config.ExpertsPerToken, dir, device, dtype,
-                string.Join(", ", plan.Names), plan.Placement.Mode, plan.Placement.RedundantExperts, plan.Concurrent ? "concurrent" : "in turn",
+                string.Join(", ", plan.Names), plan.Placement.Mode, plan.Placement.RedundantExperts, plan.Concurrent ? "concurrent" : "in turn", plan.ThreadsPerDevice,
                 tokenizer.ChatTemplate.Name, (DateTime.UtcNow - started).TotalSeconds);
         }
         catch (Exception e) when (e is CheckpointException or ArgumentException or IOException or UnauthorizedAccessException)

@@ -58,8 +58,10 @@ public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache, Routin
         };
         using var scope = NewDisposeScope();
         using var logits = model.Forward(batch); // [R, V]
-        // TensorAccessor.ToArray fails on an empty tensor (a step of prefill chunks that need no logits).
-        var data = logits.shape[0] == 0 ? [] : logits.data<float>().ToArray();
+        // One block copy of the contiguous host tensor: TensorAccessor.ToArray copies element by element
+        // (measured 565-690 us for 16 x 4096 logits, against 6 us through the bytes view).
+        var data = new float[logits.NumberOfElements];
+        if (data.Length > 0) System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(logits.contiguous().bytes).CopyTo(data);
         var stats = batch.RoutingStats!;
         start = 0;
         foreach (var (id, count) in scheduled.Sequences)

@@ -1,3 +1,4 @@
+using MoeServe.Inference.Parallel;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -36,8 +37,9 @@ public sealed class ExpertBank : IDisposable
     /// <summary>Runs each expert on its rows.</summary>
     /// <param name="inputs">[N, H] rows sorted by expert: counts[0] rows for expert 0, then expert 1, ...</param>
     /// <param name="counts">Rows per expert ([E]).</param>
+    /// <param name="threads">Threads that share the experts (null: all on the caller).</param>
     /// <returns>[N, H] expert outputs, in the order of <paramref name="inputs"/>.</returns>
-    public Tensor Run(Tensor inputs, long[] counts)
+    public Tensor Run(Tensor inputs, long[] counts, WorkerThreads? threads = null)
     {
         long n = inputs.shape[0], maxRows = counts.Max();
         int active = counts.Count(c => c > 0);
@@ -48,7 +50,19 @@ public sealed class ExpertBank : IDisposable
         // padded batched product reads every expert's weights in small blocks and is memory-bound).
         bool smallMatrices = _hidden * _ffn <= 65_536;
         bool grouped = smallMatrices && active * 2 >= Count && Count * maxRows * 4 <= 5 * n;
-        return grouped ? RunGrouped(inputs, counts, maxRows) : RunOneByOne(inputs, counts);
+        if (grouped) return RunGrouped(inputs, counts, maxRows);
+        return SharesAmongThreads(counts, threads) ? RunShared(inputs, counts, threads!) : RunOneByOne(inputs, counts);
+    }
+
+    /// <summary>Whether <see cref="Run"/> splits these experts among <paramref name="threads"/>: only when two or more have rows.</summary>
+    public static bool SharesAmongThreads(long[] counts, WorkerThreads? threads) =>
+        threads is { Count: > 1 } && counts.Count(c => c > 0) > 1;
+
+    /// <summary>Expert e on its rows: SwiGLU, [n, H] -> [n, H].</summary>
+    private Tensor RunExpert(int e, Tensor rows)
+    {
+        var gateUp = torch.matmul(rows, _gateUp[e]).chunk(2, 1);        // 2 x [n, F]
+        return torch.matmul(F.silu(gateUp[0]).mul_(gateUp[1]), _down[e]); // [n, H]
     }
 
     private Tensor RunOneByOne(Tensor inputs, long[] counts)
@@ -58,11 +72,38 @@ public sealed class ExpertBank : IDisposable
         for (int e = 0; e < counts.Length; e++)
         {
             if (counts[e] == 0) continue;
-            var gateUp = torch.matmul(inputs.narrow(0, offset, counts[e]), _gateUp[e]).chunk(2, 1); // 2 x [n, F]
-            outputs.Add(torch.matmul(F.silu(gateUp[0]).mul_(gateUp[1]), _down[e]));               // [n, H]
+            outputs.Add(RunExpert(e, inputs.narrow(0, offset, counts[e])));
             offset += counts[e];
         }
         return outputs.Count == 1 ? outputs[0] : torch.cat(outputs, 0);
+    }
+
+    /// <summary>
+    /// The experts shared among <paramref name="threads"/>: the busiest expert first to the least-loaded thread
+    /// (longest-processing-time order, by rows), each writing its rows of one output tensor. Every expert runs
+    /// exactly as in <see cref="RunOneByOne"/>, so the result is the same to the bit.
+    /// </summary>
+    private Tensor RunShared(Tensor inputs, long[] counts, WorkerThreads threads)
+    {
+        var offsets = new long[counts.Length];
+        for (int e = 1; e < counts.Length; e++) offsets[e] = offsets[e - 1] + counts[e - 1];
+        var groups = Enumerable.Range(0, threads.Count).Select(_ => new List<int>()).ToArray();
+        var rows = new long[threads.Count];
+        foreach (int e in Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).OrderByDescending(e => counts[e]))
+        {
+            int least = Array.IndexOf(rows, rows.Min());
+            groups[least].Add(e);
+            rows[least] += counts[e];
+        }
+        var output = torch.empty_like(inputs); // [N, H]
+        threads.RunAll(groups.Select(group => group.Count == 0 ? null : (Action)(() =>
+        {
+            // Each thread frees its own temporaries; the shared input and output belong to the caller.
+            using var scope = NewDisposeScope();
+            foreach (int e in group)
+                output.narrow(0, offsets[e], counts[e]).copy_(RunExpert(e, inputs.narrow(0, offsets[e], counts[e])));
+        })).ToArray());
+        return output;
     }
 
     /// <summary>Pads every expert's rows to the largest count and runs two batched products.</summary>

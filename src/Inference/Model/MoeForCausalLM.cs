@@ -26,7 +26,8 @@ public sealed class MoeForCausalLM : IDisposable
     public Tensor lm_head { get; }      // [V, H] (the embedding matrix when tied)
 
     private readonly RotaryEmbedding _rope;
-    private readonly DeviceWorkers? _workers;
+    private readonly WorkerThreads? _workers;
+    private readonly WorkerThreads?[] _expertThreads; // [D] per CPU device, when its experts are shared among threads
 
     private MoeForCausalLM(ModelConfig config, WeightStore weights, ScalarType dtype, Device device, ExpertParallelPlan plan)
     {
@@ -34,11 +35,14 @@ public sealed class MoeForCausalLM : IDisposable
         ComputeDtype = dtype;
         Device = device;
         ExpertParallel = plan;
-        _workers = plan.Concurrent && plan.DeviceCount > 1 ? new DeviceWorkers(plan.DeviceCount) : null;
+        _workers = plan.Concurrent && plan.DeviceCount > 1 ? new WorkerThreads(plan.DeviceCount) : null;
+        // GPU kernels already run in parallel; on a CPU device, threads split the layer's experts between them.
+        _expertThreads = plan.Devices.Select((d, i) => d.type == DeviceType.CPU && plan.ThreadsPerDevice > 1
+            ? new WorkerThreads(plan.ThreadsPerDevice, $"moeserve-experts-{i}") : null).ToArray();
         long v = config.VocabSize, h = config.HiddenSize;
         embed_tokens = weights.Load("model.embed_tokens.weight", [v, h], dtype, device);
         layers = new DecoderLayer[config.NumLayers];
-        for (int i = 0; i < layers.Length; i++) layers[i] = new DecoderLayer(config, i, weights, dtype, device, plan, _workers);
+        for (int i = 0; i < layers.Length; i++) layers[i] = new DecoderLayer(config, i, weights, dtype, device, plan, _workers, _expertThreads);
         norm = new RmsNorm(weights.Load("model.norm.weight", [h], dtype, device), config.RmsNormEps);
         lm_head = config.TieWordEmbeddings && !weights.Contains("lm_head.weight")
             ? embed_tokens.alias()
@@ -103,5 +107,6 @@ public sealed class MoeForCausalLM : IDisposable
         lm_head.Dispose();
         _rope.Dispose();
         _workers?.Dispose();
+        foreach (var t in _expertThreads) t?.Dispose();
     }
 }

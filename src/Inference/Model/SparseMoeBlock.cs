@@ -27,8 +27,9 @@ public sealed class SparseMoeBlock : IDisposable
 
     /// <param name="replicas">[E] devices holding each expert of this layer (indexes into <paramref name="expertDevices"/>).</param>
     /// <param name="workers">Threads that run the devices at once; null runs them in turn.</param>
+    /// <param name="expertThreads">[D] threads that share each device's experts (null entries: one thread).</param>
     public SparseMoeBlock(ModelConfig config, string prefix, WeightStore weights, ScalarType dtype, Device device,
-        int[][] replicas, Device[] expertDevices, DeviceWorkers? workers)
+        int[][] replicas, Device[] expertDevices, WorkerThreads? workers, WorkerThreads?[] expertThreads)
     {
         long h = config.HiddenSize, f = config.IntermediateSize;
         _semantics = new GateSemantics(config.ExpertsPerToken, config.NumExperts, config.RenormalizeTopK);
@@ -45,7 +46,7 @@ public sealed class SparseMoeBlock : IDisposable
             gateUp[e] = torch.cat([g, u], dim: 0);
             down[e] = weights.Load($"{prefix}.experts.{e}.{downName}.weight", [h, f], dtype, device);
         }
-        _experts = new ShardedExperts(gateUp, down, replicas, expertDevices, workers);
+        _experts = new ShardedExperts(gateUp, down, replicas, expertDevices, workers, expertThreads);
         foreach (var w in gateUp.Concat(down)) w.Dispose();
     }
 

@@ -13,7 +13,9 @@ namespace MoeServe.Inference.Parallel;
 /// <param name="Names">[D] the name of each rank in metrics and reports: cuda:N, or cpu:N for virtual ranks.</param>
 /// <param name="Concurrent">One worker thread per device (true), or every device's work in turn on the engine
 /// thread (false): slower, but each device's time is then measured without the others competing for the cores.</param>
-public sealed record ExpertParallelPlan(Device[] Devices, string[] Names, ExpertPlacement Placement, bool Concurrent)
+/// <param name="ThreadsPerDevice">Threads that share a CPU device's experts in each layer (1: the device's own thread
+/// alone). The layer's experts go to the threads busiest first; outputs are the same to the bit.</param>
+public sealed record ExpertParallelPlan(Device[] Devices, string[] Names, ExpertPlacement Placement, bool Concurrent, int ThreadsPerDevice = 1)
 {
     public int DeviceCount => Devices.Length;
 

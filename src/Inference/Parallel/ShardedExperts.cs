@@ -25,14 +25,19 @@ public sealed class ShardedExperts : IDisposable
     private readonly (int Expert, int Replica)[][] _slots;         // [D] the replicas on each device, by expert
     private readonly int[][] _replicas;                             // [E] devices holding each expert
     private readonly Device[] _devices;
-    private readonly DeviceWorkers? _workers;
+    private readonly WorkerThreads? _workers;
+    private readonly WorkerThreads?[] _expertThreads;               // [D] threads sharing each CPU device's experts
 
     /// <param name="gateUp">Per expert [2F, H] (w1 rows then w3 rows), on any device.</param>
     /// <param name="down">Per expert [H, F].</param>
     /// <param name="replicas">[E] devices holding a replica of each expert (indexes into <paramref name="devices"/>).</param>
     /// <param name="workers">Threads to run the devices at once; null runs them in turn on the caller.</param>
-    public ShardedExperts(IReadOnlyList<Tensor> gateUp, IReadOnlyList<Tensor> down, int[][] replicas, Device[] devices, DeviceWorkers? workers)
+    /// <param name="expertThreads">[D] threads that share one device's experts (null entries, or no array: one thread).</param>
+    public ShardedExperts(IReadOnlyList<Tensor> gateUp, IReadOnlyList<Tensor> down, int[][] replicas, Device[] devices, WorkerThreads? workers,
+        WorkerThreads?[]? expertThreads = null)
     {
+        _expertThreads = expertThreads ?? new WorkerThreads?[devices.Length];
+        if (_expertThreads.Length != devices.Length) throw new ArgumentException($"expert threads for {_expertThreads.Length} devices, {devices.Length} devices");
         if (replicas.Length != gateUp.Count) throw new ArgumentException($"placement of {replicas.Length} experts for {gateUp.Count}");
         _devices = devices;
         _workers = workers;
@@ -106,7 +111,7 @@ public sealed class ShardedExperts : IDisposable
                 long start = Stopwatch.GetTimestamp();
                 using (var scope = NewDisposeScope())
                 {
-                    var output = _banks[device]!.Run(ToDevice(slice, _devices[device]), counts).to(inputs.device); // [n_d, H]
+                    var output = _banks[device]!.Run(ToDevice(slice, _devices[device]), counts, _expertThreads[device]).to(inputs.device); // [n_d, H]
                     // GPU work is asynchronous: wait for this device, so its busy time is its real time.
                     if (_devices[device].type == DeviceType.CUDA) torch.cuda.synchronize(_devices[device]);
                     // Handed to the caller's thread, which disposes it; this thread's scope must not.

@@ -1,3 +1,5 @@
+using System.Numerics.Tensors;
+
 namespace MoeServe.Inference.Sampling;
 
 /// <summary>
@@ -67,16 +69,15 @@ public sealed class Sampler(SamplingParameters parameters)
     }
 
     /// <param name="logits">[V] float32.</param>
-    /// <returns>[V] log-softmax, accumulated in double.</returns>
+    /// <returns>[V] log-softmax in float32 (as libtorch computes it), with vectorised max, exp and sum.</returns>
     public static float[] LogSoftmax(ReadOnlySpan<float> logits)
     {
-        float max = float.NegativeInfinity;
-        foreach (var v in logits) max = Math.Max(max, v);
-        double sum = 0;
-        foreach (var v in logits) sum += Math.Exp(v - max);
-        float logZ = (float)(max + Math.Log(sum));
+        float max = TensorPrimitives.Max(logits);
         var result = new float[logits.Length];
-        for (int i = 0; i < logits.Length; i++) result[i] = logits[i] - logZ;
+        TensorPrimitives.Subtract(logits, max, result);
+        TensorPrimitives.Exp(result, result);
+        float logZ = max + MathF.Log(TensorPrimitives.Sum(result));
+        TensorPrimitives.Subtract(logits, logZ, result);
         return result;
     }
 

@@ -4,30 +4,33 @@ using TorchSharp;
 namespace MoeServe.Inference.Parallel;
 
 /// <summary>
-/// One long-lived thread per expert-parallel device (device 0's work runs on the calling engine thread),
-/// so that every device's experts of a layer run at the same time and the layer waits for the slowest,
-/// as in real expert-parallel serving. libtorch has no global lock, so ops from these threads overlap;
-/// grad mode is per thread, so each worker enters inference mode for its whole life.
+/// Long-lived threads that run a set of jobs at once, job 0 on the caller: one thread per expert-parallel
+/// device (so every device's experts of a layer run at the same time and the layer waits for the slowest, as
+/// in real expert-parallel serving), or the threads that share one CPU device's experts. libtorch has no
+/// global lock, so ops from these threads overlap; grad mode is per thread, so each worker enters inference
+/// mode for its whole life.
 /// </summary>
-public sealed class DeviceWorkers : IDisposable
+public sealed class WorkerThreads : IDisposable
 {
     private readonly Worker[] _workers;
     private readonly CountdownEvent _done = new(1);
 
-    /// <param name="devices">Device count D; D - 1 threads are started.</param>
-    public DeviceWorkers(int devices)
+    /// <param name="count">Jobs run at once, the caller's included; count - 1 threads are started.</param>
+    /// <param name="name">Thread name prefix (the worker's index is appended).</param>
+    public WorkerThreads(int count, string name = "moeserve-expert-device")
     {
-        if (devices < 1) throw new ArgumentOutOfRangeException(nameof(devices));
-        _workers = Enumerable.Range(1, devices - 1).Select(d => new Worker(d, _done)).ToArray();
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count));
+        _workers = Enumerable.Range(1, count - 1).Select(i => new Worker($"{name}-{i}", _done)).ToArray();
     }
 
-    public int Devices => _workers.Length + 1;
+    /// <summary>Jobs run at once, the caller's included.</summary>
+    public int Count => _workers.Length + 1;
 
-    /// <summary>Runs <c>jobs[d]</c> on device d's thread (null: nothing to do), all at once, and returns when every one has finished.</summary>
+    /// <summary>Runs <c>jobs[i]</c> on thread i (null: nothing to do; job 0 on the caller), all at once, and returns when every one has finished.</summary>
     /// <exception cref="Exception">The first job's failure, rethrown on the caller after every job has finished.</exception>
     public void RunAll(IReadOnlyList<Action?> jobs)
     {
-        if (jobs.Count != Devices) throw new ArgumentException($"{jobs.Count} jobs for {Devices} devices");
+        if (jobs.Count != Count) throw new ArgumentException($"{jobs.Count} jobs for {Count} threads");
         _done.Reset(jobs.Skip(1).Count(j => j is not null) + 1);
         for (int d = 1; d < jobs.Count; d++)
             if (jobs[d] is { } job) _workers[d - 1].Post(job);
@@ -55,10 +58,10 @@ public sealed class DeviceWorkers : IDisposable
         private Exception? _failure;
         private volatile bool _stopping;
 
-        public Worker(int device, CountdownEvent done)
+        public Worker(string name, CountdownEvent done)
         {
             _done = done;
-            _thread = new Thread(Loop) { IsBackground = true, Name = $"moeserve-expert-device-{device}" };
+            _thread = new Thread(Loop) { IsBackground = true, Name = name };
             _thread.Start();
         }
 
