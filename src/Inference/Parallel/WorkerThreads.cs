@@ -32,8 +32,11 @@ public sealed class WorkerThreads : IDisposable
     {
         if (jobs.Count != Count) throw new ArgumentException($"{jobs.Count} jobs for {Count} threads");
         _done.Reset(jobs.Skip(1).Count(j => j is not null) + 1);
+        // libtorch's intra-op thread count is per thread (OpenMP): each worker takes the caller's, so a job runs
+        // with the same kernels, and the same rounding, as on the caller, and no worker fans out to every core.
+        int intraOpThreads = torch.get_num_threads();
         for (int d = 1; d < jobs.Count; d++)
-            if (jobs[d] is { } job) _workers[d - 1].Post(job);
+            if (jobs[d] is { } job) _workers[d - 1].Post(job, intraOpThreads);
         Exception? first = null;
         try { jobs[0]?.Invoke(); }
         catch (Exception e) { first = e; }
@@ -55,6 +58,8 @@ public sealed class WorkerThreads : IDisposable
         private readonly CountdownEvent _done;
         private readonly Thread _thread;
         private Action? _job;
+        private int _intraOpThreads; // wanted by the posted job
+        private int _intraOpThreadsSet; // last set on this thread (0: never)
         private Exception? _failure;
         private volatile bool _stopping;
 
@@ -65,9 +70,10 @@ public sealed class WorkerThreads : IDisposable
             _thread.Start();
         }
 
-        public void Post(Action job)
+        public void Post(Action job, int intraOpThreads)
         {
             _job = job;
+            _intraOpThreads = intraOpThreads;
             _start.Release();
         }
 
@@ -93,6 +99,11 @@ public sealed class WorkerThreads : IDisposable
             {
                 _start.Wait();
                 if (_stopping) return;
+                if (_intraOpThreads != _intraOpThreadsSet)
+                {
+                    torch.set_num_threads(_intraOpThreads);
+                    _intraOpThreadsSet = _intraOpThreads;
+                }
                 try { _job!(); }
                 catch (Exception e) { _failure = e; }
                 _job = null;
