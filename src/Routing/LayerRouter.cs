@@ -86,6 +86,10 @@ public static class LayerRouter
         return result.WithAssignment(assignment);
     }
 
+    /// <summary>Whether every token of the batch routes as it would alone (vanilla top-k, after capacity policies
+    /// fall back to it on decode steps): then any split of the batch routes exactly as the whole.</summary>
+    public static bool RoutesTokensIndependently(BatchRouting batch) => EffectivePolicies(batch).All(p => p == RoutingPolicy.Vanilla);
+
     /// <summary>Capacity policies act as vanilla on decode-only steps unless ApplyToDecode is set.</summary>
     private static RoutingPolicy[] EffectivePolicies(BatchRouting batch) =>
         batch.DecodeOnly && !batch.Config.ApplyToDecode

@@ -72,6 +72,15 @@ public class EngineBatchingTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Two_step_threads_give_every_sequence_the_output_of_one()
+    {
+        var prompts = Enumerable.Range(0, 16).Select(i => Prompt(100 + i, 8 + 5 * i)).ToList();
+        var one = await RunAll(new EngineOptions(), prompts, 24);
+        var two = await RunAll(new EngineOptions { StepThreads = 2 }, prompts, 24);
+        for (int i = 0; i < prompts.Count; i++) AssertSame(one[i], two[i], $"prompt {i}, one vs two step threads");
+    }
+
+    [Fact]
     public async Task Preemption_and_recompute_do_not_change_the_output()
     {
         var prompts = Enumerable.Range(0, 8).Select(i => Prompt(100 + i, 40)).ToList();

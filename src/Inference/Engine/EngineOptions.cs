@@ -24,4 +24,9 @@ public sealed class EngineOptions
 
     /// <summary>Intra-op threads of libtorch on the engine thread (0 = libtorch's default).</summary>
     [Range(0, 1024)] public int TorchThreads { get; set; }
+
+    /// <summary>Threads that run one step's sequences through the model at once, each thread a contiguous part of
+    /// them (data parallelism inside a step), on steps where every token routes on its own (vanilla, or capacity
+    /// policies on decode steps without Routing:ApplyToDecode). 1: the engine thread alone.</summary>
+    [Range(1, 256)] public int StepThreads { get; set; } = 1;
 }

@@ -29,6 +29,7 @@ public sealed class InferenceEngine : IDisposable
     private readonly SemaphoreSlim _wake = new(0);
     private readonly CancellationTokenSource _stop = new();
     private readonly Thread _thread;
+    private readonly Parallel.WorkerThreads? _stepThreads;
     private long _nextId;
     private int _queued; // requests accepted but not yet admitted by the engine thread (incoming + waiting)
 
@@ -42,7 +43,8 @@ public sealed class InferenceEngine : IDisposable
         var allocator = new BlockAllocator(1 + (options.KvCacheTokens + options.KvBlockSize - 1) / options.KvBlockSize, options.KvBlockSize);
         if (allocator.BlocksFor(MaxContextTokens + 1) > allocator.FreeBlocks)
             throw new ArgumentException($"Engine:KvCacheTokens ({options.KvCacheTokens}) must hold at least one sequence of the full context ({MaxContextTokens} tokens)");
-        _runner = new ModelRunner(model, model.NewCache(allocator.FreeBlocks + 1, options.KvBlockSize), routing ?? RoutingConfig.Default);
+        _stepThreads = options.StepThreads > 1 ? new Parallel.WorkerThreads(options.StepThreads, "moeserve-step") : null;
+        _runner = new ModelRunner(model, model.NewCache(allocator.FreeBlocks + 1, options.KvBlockSize), routing ?? RoutingConfig.Default, _stepThreads);
         _tokenizer = tokenizer;
         _options = options;
         _observer = observer;
@@ -221,6 +223,7 @@ public sealed class InferenceEngine : IDisposable
         _stop.Cancel();
         _thread.Join(TimeSpan.FromSeconds(30));
         _wake.Dispose();
+        _stepThreads?.Dispose();
         _runner.Cache.Dispose();
     }
 }

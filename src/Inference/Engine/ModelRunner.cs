@@ -1,4 +1,5 @@
 using MoeServe.Inference.Model;
+using MoeServe.Inference.Parallel;
 using MoeServe.Routing;
 using static TorchSharp.torch;
 
@@ -13,7 +14,8 @@ public readonly record struct SequenceLogits(int FirstRow, int Rows);
 /// Owns the tensors of a step: the paged cache, the flat batch built from the scheduler's decision, the
 /// model call, and the logits rows each sequence needs. Holds no queues.
 /// </summary>
-public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache, RoutingConfig routing)
+/// <param name="stepThreads">Threads that run parts of one step at once (see <see cref="BatchSplit"/>); null: the caller alone.</param>
+public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache, RoutingConfig routing, WorkerThreads? stepThreads = null)
 {
     public MoeForCausalLM Model => model;
     public PagedKvCache Cache => cache;
@@ -56,13 +58,28 @@ public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache, Routin
             TokenIds = tokenIds, Sequences = slices, LogitRows = logitRows.ToArray(), Cache = cache,
             Routing = new BatchRouting(policies, capacityFactors, routing, decodeOnly, model.ExpertParallel.Placement),
         };
-        using var scope = NewDisposeScope();
-        using var logits = model.Forward(batch); // [R, V]
-        // One block copy of the contiguous host tensor: TensorAccessor.ToArray copies element by element
-        // (measured 565-690 us for 16 x 4096 logits, against 6 us through the bytes view).
-        var data = new float[logits.NumberOfElements];
-        if (data.Length > 0) System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(logits.contiguous().bytes).CopyTo(data);
-        var stats = batch.RoutingStats!;
+        float[] data;
+        StepRoutingStats stats;
+        var parts = BatchSplit.Split(batch, stepThreads?.Count ?? 1);
+        if (parts.Count == 1)
+        {
+            data = ForwardToHost(batch);
+            stats = batch.RoutingStats!;
+        }
+        else
+        {
+            // Each part runs on its own thread; their logit rows, in part order, are the batch's rows.
+            var partData = new float[parts.Count][];
+            var jobs = new Action?[stepThreads!.Count];
+            for (int i = 0; i < parts.Count; i++)
+            {
+                int part = i;
+                jobs[i] = () => partData[part] = ForwardToHost(parts[part]);
+            }
+            stepThreads.RunAll(jobs);
+            data = partData.SelectMany(d => d).ToArray();
+            stats = StepRoutingStats.Concat(parts.Select(p => p.RoutingStats!).ToList());
+        }
         start = 0;
         foreach (var (id, count) in scheduled.Sequences)
         {
@@ -74,7 +91,19 @@ public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache, Routin
             }
             start += count;
         }
-        return (new StepLogits(data, (int)logits.shape[1]), rows, stats);
+        return (new StepLogits(data, model.Config.VocabSize), rows, stats);
+    }
+
+    /// <summary>One forward pass; its logits copied to managed memory ([R, V] float32, row-major) and freed.</summary>
+    private float[] ForwardToHost(ForwardBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        using var logits = model.Forward(batch); // [R, V]
+        // One block copy of the contiguous host tensor: TensorAccessor.ToArray copies element by element
+        // (measured 565-690 us for 16 x 4096 logits, against 6 us through the bytes view).
+        var data = new float[logits.NumberOfElements];
+        if (data.Length > 0) System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(logits.contiguous().bytes).CopyTo(data);
+        return data;
     }
 }
 

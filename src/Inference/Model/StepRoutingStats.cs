@@ -80,4 +80,47 @@ public sealed class StepRoutingStats(int layers, int experts, int tokens, int de
             ReroutedPerToken[t] += result.ReroutedPerToken[t];
         }
     }
+
+    /// <summary>The stats of a batch that ran as <paramref name="parts"/>, each a contiguous run of its tokens, in order.</summary>
+    /// <remarks>Pair counts and busy seconds add up; a layer's expert-phase wall time is the longest part's, as the
+    /// parts ran at the same time.</remarks>
+    public static StepRoutingStats Concat(IReadOnlyList<StepRoutingStats> parts)
+    {
+        var first = parts[0];
+        int layers = first.ExpertLoads.Length, experts = first.ExpertLoads[0].Length;
+        var all = new StepRoutingStats(layers, experts, parts.Sum(p => p.DroppedPerToken.Length), first.Devices);
+        int offset = 0;
+        foreach (var part in parts)
+        {
+            for (int l = 0; l < layers; l++)
+            {
+                Accumulate(all.ExpertLoads[l], part.ExpertLoads[l]);
+                Accumulate(all.DevicePairs[l], part.DevicePairs[l]);
+                for (int d = 0; d < part.DeviceSeconds[l].Length; d++) all.DeviceSeconds[l][d] += part.DeviceSeconds[l][d];
+                all.ExpertWallSeconds[l] = Math.Max(all.ExpertWallSeconds[l], part.ExpertWallSeconds[l]);
+                all.RoutingSeconds[l] += part.RoutingSeconds[l];
+                Accumulate(all.LoadsByPolicy[l], part.LoadsByPolicy[l]);
+                Accumulate(all.Dropped[l], part.Dropped[l]);
+                Accumulate(all.Rerouted[l], part.Rerouted[l]);
+            }
+            part.DroppedPerToken.CopyTo(all.DroppedPerToken, offset);
+            part.ReroutedPerToken.CopyTo(all.ReroutedPerToken, offset);
+            offset += part.DroppedPerToken.Length;
+        }
+        return all;
+    }
+
+    private static void Accumulate(long[] total, long[] part)
+    {
+        for (int i = 0; i < part.Length; i++) total[i] += part[i];
+    }
+
+    private static void Accumulate(Dictionary<RoutingPolicy, long[]> total, Dictionary<RoutingPolicy, long[]> part)
+    {
+        foreach (var (policy, counts) in part)
+        {
+            if (!total.TryGetValue(policy, out var sum)) total[policy] = sum = new long[counts.Length];
+            Accumulate(sum, counts);
+        }
+    }
 }

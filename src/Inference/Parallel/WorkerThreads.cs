@@ -14,6 +14,7 @@ public sealed class WorkerThreads : IDisposable
 {
     private readonly Worker[] _workers;
     private readonly CountdownEvent _done = new(1);
+    private readonly object _busy = new();
 
     /// <param name="count">Jobs run at once, the caller's included; count - 1 threads are started.</param>
     /// <param name="name">Thread name prefix (the worker's index is appended).</param>
@@ -26,11 +27,24 @@ public sealed class WorkerThreads : IDisposable
     /// <summary>Jobs run at once, the caller's included.</summary>
     public int Count => _workers.Length + 1;
 
-    /// <summary>Runs <c>jobs[i]</c> on thread i (null: nothing to do; job 0 on the caller), all at once, and returns when every one has finished.</summary>
+    /// <summary>Runs <c>jobs[i]</c> on thread i (null: nothing to do; job 0 on the caller), all at once, and returns
+    /// when every one has finished. While another caller has the threads (two parts of a step reaching the same
+    /// experts' threads), the jobs run one after another on this caller instead.</summary>
     /// <exception cref="Exception">The first job's failure, rethrown on the caller after every job has finished.</exception>
     public void RunAll(IReadOnlyList<Action?> jobs)
     {
         if (jobs.Count != Count) throw new ArgumentException($"{jobs.Count} jobs for {Count} threads");
+        if (!Monitor.TryEnter(_busy))
+        {
+            foreach (var job in jobs) job?.Invoke();
+            return;
+        }
+        try { RunOnThreads(jobs); }
+        finally { Monitor.Exit(_busy); }
+    }
+
+    private void RunOnThreads(IReadOnlyList<Action?> jobs)
+    {
         _done.Reset(jobs.Skip(1).Count(j => j is not null) + 1);
         // libtorch's intra-op thread count is per thread (OpenMP): each worker takes the caller's, so a job runs
         // with the same kernels, and the same rounding, as on the caller, and no worker fans out to every core.
