@@ -77,7 +77,13 @@ public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache, Routin
                 jobs[i] = () => partData[part] = ForwardToHost(parts[part]);
             }
             stepThreads.RunAll(jobs);
-            data = partData.SelectMany(d => d).ToArray();
+            data = new float[partData.Sum(d => d.Length)];
+            int at = 0;
+            foreach (var d in partData)
+            {
+                d.CopyTo(data, at);
+                at += d.Length;
+            }
             stats = StepRoutingStats.Concat(parts.Select(p => p.RoutingStats!).ToList());
         }
         start = 0;
