@@ -73,7 +73,8 @@ public static class CapacityRouting
         var sortedExpert = pairExpert.index_select(0, order);                                       // [V]
         var counts = sortedExpert.bincount(null, e);                                                // [E]
         var starts = counts.cumsum(0) - counts;                                                     // [E]
-        var rank = torch.arange(sortedExpert.shape[0], ScalarType.Int64, device) - starts.index_select(0, sortedExpert);
+        using var pairCount = sortedExpert.shape[0].ToScalar(); // outlives the call (see Scalars)
+        var rank = torch.arange(pairCount, ScalarType.Int64, device) - starts.index_select(0, sortedExpert);
         var room = (torch.tensor(capacity, device: device).index_select(0, pairToken.index_select(0, order))
                     - torch.tensor(fixedLoads, device: device).index_select(0, sortedExpert)).clamp_min(Scalars.Zero);
         var keepSorted = rank.lt(room);                                                             // [V]

@@ -33,8 +33,9 @@ public sealed class DecoderLayer : IDisposable
     public Tensor Forward(Tensor x, RotaryEmbedding rope, AttentionInput attention, BatchRouting routing, StepRoutingStats stats)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.Forward(input_layernorm.Forward(x), rope, attention);
-        var output = h + moe.Forward(post_attention_layernorm.Forward(h), routing, _layer, stats);
+        // Explicit alpha: the + operator converts 1 to a Scalar the GC may finalize during the call (see Scalars).
+        var h = x.add(self_attn.Forward(input_layernorm.Forward(x), rope, attention), Scalars.One);
+        var output = h.add(moe.Forward(post_attention_layernorm.Forward(h), routing, _layer, stats), Scalars.One);
         return output.MoveToOuterDisposeScope();
     }
 

@@ -18,7 +18,8 @@ public sealed class RmsNorm(Tensor weight, double eps) : IDisposable
     {
         using var scope = NewDisposeScope();
         var x32 = x.AsFloat32();
-        var inverseRms = x32.square().mean([-1L], keepdim: true).add_(_eps).rsqrt_(); // [..., 1] fp32
+        // x * x, not square(): square() passes the exponent as a temporary Scalar the GC may finalize mid-call (see Scalars).
+        var inverseRms = x32.mul(x32).mean([-1L], keepdim: true).add_(_eps).rsqrt_(); // [..., 1] fp32
         return (weight * (x32 * inverseRms).As(x.dtype)).MoveToOuterDisposeScope();
     }
 
