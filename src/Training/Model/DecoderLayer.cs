@@ -1,4 +1,5 @@
 using MoeServe.Inference.Checkpoint;
+using MoeServe.Routing;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -28,9 +29,10 @@ public sealed class DecoderLayer : nn.Module<Tensor, RotaryTables, MoeOutput>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], l = x.shape[1], h = x.shape[2];
-        var attended = x + self_attn.forward(input_layernorm.forward(x), rope); // promoted to float32
+        // Explicit alpha: the + operator passes a temporary Scalar the GC may finalize mid-call (see Scalars).
+        var attended = x.add(self_attn.forward(input_layernorm.forward(x), rope), Scalars.One); // promoted to float32
         var moe = block_sparse_moe.forward(post_attention_layernorm.forward(attended).view(b * l, h));
-        var output = attended + moe.Output.view(b, l, h);
+        var output = attended.add(moe.Output.view(b, l, h), Scalars.One);
         return new MoeOutput(output.MoveToOuterDisposeScope(), moe.AuxLoss.MoveToOuterDisposeScope(), moe.ExpertCounts);
     }
 }

@@ -139,7 +139,9 @@ public sealed class Trainer(TrainSettings settings, TextWriter output, Func<Trai
         var result = model.forward(window.narrow(1, 0, l));          // logits [B, L, V] fp32
         var targets = window.narrow(1, 1, l).reshape(-1);            // [B*L] next tokens
         var crossEntropy = F.cross_entropy(result.Logits.reshape(-1, result.Logits.shape[2]), targets);
-        var loss = crossEntropy + settings.AuxLossCoef * result.AuxLoss;
+        // The same mul then add as `ce + coef * aux`, with Scalars that outlive the calls (see MoeServe.Routing.Scalars).
+        using var auxCoef = settings.AuxLossCoef.ToScalar();
+        var loss = crossEntropy.add(result.AuxLoss.mul(auxCoef), MoeServe.Routing.Scalars.One);
         optimizer.zero_grad();
         loss.backward();
         nn.utils.clip_grad_norm_(trainable, settings.GradClip);
