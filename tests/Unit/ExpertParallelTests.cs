@@ -138,13 +138,7 @@ public class ExpertParallelTests
     {
         using var inference = torch.inference_mode();
         using var scope = NewDisposeScope();
-        using var single = MoeForCausalLM.Load(TrainedModel, ScalarType.Float32, CPU);
-        var config = single.Config;
-        using var parallel = MoeForCausalLM.Load(TrainedModel, ScalarType.Float32, CPU,
-            c => ExpertParallelPlan.Virtual(4, ExpertPlacement.Contiguous(c.NumLayers, c.NumExperts, 4)));
-        var ids = ModelTokenizer.Load(TrainedModel, config).Encode(MixedTexts[0], addBos: false);
-        var a = Logits(single, ids);
-        var b = Logits(parallel, ids);
+        var (a, b) = LogitsAlongsideOneDevice(c => ExpertParallelPlan.Virtual(4, ExpertPlacement.Contiguous(c.NumLayers, c.NumExperts, 4)), MixedTexts[0]);
         double diff = (a - b).abs().max().item<float>();
         Assert.True(diff < 1e-5, $"largest |logit difference| {diff}");
     }
@@ -178,13 +172,7 @@ public class ExpertParallelTests
     {
         using var inference = torch.inference_mode();
         using var scope = NewDisposeScope();
-        using var single = MoeForCausalLM.Load(TrainedModel, ScalarType.Float32, CPU);
-        var config = single.Config;
-        using var threaded = MoeForCausalLM.Load(TrainedModel, ScalarType.Float32, CPU,
-            c => ExpertParallelPlan.Single(CPU, c.NumLayers, c.NumExperts) with { ThreadsPerDevice = 2 });
-        var ids = ModelTokenizer.Load(TrainedModel, config).Encode(MixedTexts[2], addBos: false);
-        var a = Logits(single, ids);
-        var b = Logits(threaded, ids);
+        var (a, b) = LogitsAlongsideOneDevice(c => ExpertParallelPlan.Single(CPU, c.NumLayers, c.NumExperts) with { ThreadsPerDevice = 2 }, MixedTexts[2]);
         Assert.True(a.equal(b).all().item<bool>(), $"largest |logit difference| {(a - b).abs().max().item<float>()}");
     }
 
@@ -218,6 +206,16 @@ public class ExpertParallelTests
     {
         var score = scorer.Score(docs, policy);
         return (score, scorer.LastRoutingStats!);
+    }
+
+    /// <summary>Logits of <paramref name="text"/> from the plain single-device model and from one loaded with <paramref name="plan"/>.</summary>
+    /// <returns>[n, V] float32 each, in the caller's dispose scope.</returns>
+    private static (Tensor Single, Tensor Planned) LogitsAlongsideOneDevice(Func<MoeServe.Inference.Checkpoint.ModelConfig, ExpertParallelPlan> plan, string text)
+    {
+        using var single = MoeForCausalLM.Load(TrainedModel, ScalarType.Float32, CPU);
+        using var planned = MoeForCausalLM.Load(TrainedModel, ScalarType.Float32, CPU, plan);
+        var ids = ModelTokenizer.Load(TrainedModel, single.Config).Encode(text, addBos: false);
+        return (Logits(single, ids), Logits(planned, ids));
     }
 
     /// <returns>[n, V] float32 logits of every position of one sequence.</returns>
