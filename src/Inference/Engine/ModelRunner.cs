@@ -58,32 +58,28 @@ public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache, Routin
             TokenIds = tokenIds, Sequences = slices, LogitRows = logitRows.ToArray(), Cache = cache,
             Routing = new BatchRouting(policies, capacityFactors, routing, decodeOnly, model.ExpertParallel.Placement),
         };
-        float[] data;
-        StepRoutingStats stats;
+        // Every part writes its logit rows, in part order, into the runner's one buffer.
         var parts = BatchSplit.Split(batch, stepThreads?.Count ?? 1);
+        int vocab = model.Config.VocabSize;
+        float[] data = LogitsBuffer(logitRows.Count * vocab);
+        StepRoutingStats stats;
         if (parts.Count == 1)
         {
-            data = ForwardToHost(batch);
+            ForwardToHost(batch, data.AsSpan(0, logitRows.Count * vocab));
             stats = batch.RoutingStats!;
         }
         else
         {
-            // Each part runs on its own thread; their logit rows, in part order, are the batch's rows.
-            var partData = new float[parts.Count][];
             var jobs = new Action?[stepThreads!.Count];
+            int firstRow = 0;
             for (int i = 0; i < parts.Count; i++)
             {
-                int part = i;
-                jobs[i] = () => partData[part] = ForwardToHost(parts[part]);
+                var part = parts[i];
+                int offset = firstRow * vocab, length = part.LogitRows.Length * vocab;
+                jobs[i] = () => ForwardToHost(part, data.AsSpan(offset, length));
+                firstRow += part.LogitRows.Length;
             }
             stepThreads.RunAll(jobs);
-            data = new float[partData.Sum(d => d.Length)];
-            int at = 0;
-            foreach (var d in partData)
-            {
-                d.CopyTo(data, at);
-                at += d.Length;
-            }
             stats = StepRoutingStats.Concat(parts.Select(p => p.RoutingStats!).ToList());
         }
         start = 0;
@@ -97,23 +93,36 @@ public sealed class ModelRunner(MoeForCausalLM model, PagedKvCache cache, Routin
             }
             start += count;
         }
-        return (new StepLogits(data, model.Config.VocabSize), rows, stats);
+        return (new StepLogits(data, vocab), rows, stats);
     }
 
-    /// <summary>One forward pass; its logits copied to managed memory ([R, V] float32, row-major) and freed.</summary>
-    private float[] ForwardToHost(ForwardBatch batch)
+    /// <summary>
+    /// The logits of every step land in one array that grows and is then reused: a step's logits are read
+    /// before the next step starts. A fresh array per step (16 KiB a row) put batches of 6 rows or more on
+    /// the large object heap, and a 30 s load run showed 88 gen-2 collections out of 145, each pausing the engine.
+    /// </summary>
+    private float[] LogitsBuffer(int length)
+    {
+        if (_logits.Length < length) _logits = new float[Math.Max(length, _logits.Length * 2)];
+        return _logits;
+    }
+
+    private float[] _logits = [];
+
+    /// <summary>One forward pass; its logits ([R, V] float32, row-major) copied into <paramref name="destination"/> and freed.</summary>
+    private void ForwardToHost(ForwardBatch batch, Span<float> destination)
     {
         using var scope = NewDisposeScope();
         using var logits = model.Forward(batch); // [R, V]
         // One block copy of the contiguous host tensor: TensorAccessor.ToArray copies element by element
         // (measured 565-690 us for 16 x 4096 logits, against 6 us through the bytes view).
-        var data = new float[logits.NumberOfElements];
-        if (data.Length > 0) System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(logits.contiguous().bytes).CopyTo(data);
-        return data;
+        if (destination.Length != logits.NumberOfElements)
+            throw new InvalidOperationException($"the forward pass returned {logits.NumberOfElements} logits, {destination.Length} expected");
+        if (destination.Length > 0) System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(logits.contiguous().bytes).CopyTo(destination);
     }
 }
 
-/// <summary>A step's logits copied to managed memory: [R, V] float32, row-major.</summary>
+/// <summary>A step's logits copied to managed memory: [R, V] float32, row-major (the array may be longer; valid until the next step).</summary>
 public sealed record StepLogits(float[] Data, int Vocab)
 {
     public ReadOnlySpan<float> Row(int row) => Data.AsSpan(row * Vocab, Vocab);

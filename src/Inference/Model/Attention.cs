@@ -14,8 +14,8 @@ namespace MoeServe.Inference.Model;
 public sealed class Attention : IDisposable
 {
     /// <summary>q_proj, k_proj and v_proj stacked: [(heads + 2 kvHeads) * d, H]. One matrix multiply instead of three.</summary>
-    public Tensor qkv_proj { get; }
-    public Tensor o_proj { get; }   // [H, heads*d]
+    public Projection qkv_proj { get; }
+    public Projection o_proj { get; }   // [H, heads*d]
     public RmsNorm? q_norm { get; } // [heads*d] (OLMoE)
     public RmsNorm? k_norm { get; } // [kvHeads*d] (OLMoE)
 
@@ -31,9 +31,11 @@ public sealed class Attention : IDisposable
         using (var q = weights.Load($"{prefix}.q_proj.weight", [qDim, h], dtype, device))
         using (var k = weights.Load($"{prefix}.k_proj.weight", [kvDim, h], dtype, device))
         using (var v = weights.Load($"{prefix}.v_proj.weight", [kvDim, h], dtype, device))
-            qkv_proj = torch.cat([q, k, v], dim: 0).DetachFromDisposeScope();
+        using (var qkv = torch.cat([q, k, v], dim: 0))
+            qkv_proj = new Projection(qkv);
         _splits = [qDim, kvDim, kvDim];
-        o_proj = weights.Load($"{prefix}.o_proj.weight", [h, qDim], dtype, device);
+        using (var o = weights.Load($"{prefix}.o_proj.weight", [h, qDim], dtype, device))
+            o_proj = new Projection(o);
         if (config.HasQkNorm)
         {
             q_norm = new RmsNorm(weights.Load($"{prefix}.q_norm.weight", [qDim], dtype, device), config.RmsNormEps);
@@ -48,7 +50,7 @@ public sealed class Attention : IDisposable
         using var scope = NewDisposeScope();
         long t = x.shape[0];
         int heads = _config.NumHeads, kvHeads = _config.NumKvHeads, d = _config.HeadDim;
-        var qkv = F.linear(x, qkv_proj); // [T, (heads + 2 kvHeads) * d]
+        var qkv = qkv_proj.Forward(x); // [T, (heads + 2 kvHeads) * d]
         if (_config.ClipQkv is double clip)
         {
             using Scalar low = (-clip).ToScalar(), high = clip.ToScalar(); // outlive the call (see MoeServe.Routing.Scalars)
@@ -61,7 +63,7 @@ public sealed class Attention : IDisposable
         q = rope.Apply(q.view(t, heads, d), input.Rotary); // [T, heads, d]
         k = rope.Apply(k.view(t, kvHeads, d), input.Rotary); // [T, kvHeads, d]
         v = v.view(t, kvHeads, d);
-        if (input.AllDecode) return F.linear(AttendDecodes(q, k, v, input), o_proj).MoveToOuterDisposeScope();
+        if (input.AllDecode) return o_proj.Forward(AttendDecodes(q, k, v, input)).MoveToOuterDisposeScope();
 
         var output = torch.empty([t, heads * d], x.dtype, x.device);
         foreach (var (start, length, past, newSlots, allSlots) in input.Prefills)
@@ -71,7 +73,7 @@ public sealed class Attention : IDisposable
         }
         if (input.DecodeRows is { } rows)
             output.index_copy_(0, rows, AttendDecodes(q.index_select(0, rows), k.index_select(0, rows), v.index_select(0, rows), input));
-        return F.linear(output, o_proj).MoveToOuterDisposeScope();
+        return o_proj.Forward(output).MoveToOuterDisposeScope();
     }
 
     /// <param name="q">[L, heads, d] queries of the new tokens.</param>

@@ -3,7 +3,6 @@ using MoeServe.Inference.Parallel;
 using MoeServe.Routing;
 using TorchSharp;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace MoeServe.Inference.Model;
 
@@ -23,7 +22,7 @@ public sealed class MoeForCausalLM : IDisposable
     public Tensor embed_tokens { get; } // [V, H]
     public DecoderLayer[] layers { get; }
     public RmsNorm norm { get; }
-    public Tensor lm_head { get; }      // [V, H] (the embedding matrix when tied)
+    public Projection lm_head { get; }  // [H] -> [V] (the embedding matrix when tied)
 
     private readonly RotaryEmbedding _rope;
     private readonly WorkerThreads? _workers;
@@ -44,9 +43,10 @@ public sealed class MoeForCausalLM : IDisposable
         layers = new DecoderLayer[config.NumLayers];
         for (int i = 0; i < layers.Length; i++) layers[i] = new DecoderLayer(config, i, weights, dtype, device, plan, _workers, _expertThreads);
         norm = new RmsNorm(weights.Load("model.norm.weight", [h], dtype, device), config.RmsNormEps);
-        lm_head = config.TieWordEmbeddings && !weights.Contains("lm_head.weight")
+        using (var head = config.TieWordEmbeddings && !weights.Contains("lm_head.weight")
             ? embed_tokens.alias()
-            : weights.Load("lm_head.weight", [v, h], dtype, device);
+            : weights.Load("lm_head.weight", [v, h], dtype, device))
+            lm_head = new Projection(head);
         _rope = new RotaryEmbedding(config.HeadDim, config.MaxPositionEmbeddings, config.RopeTheta, device);
     }
 
@@ -96,7 +96,7 @@ public sealed class MoeForCausalLM : IDisposable
         // A prefill chunk that neither ends its prompt nor wants prompt logprobs asks for no rows.
         if (batch.LogitRows.Length == 0) return torch.empty([0, Config.VocabSize], ScalarType.Float32).MoveToOuterDisposeScope();
         var rows = norm.Forward(x.index_select(0, torch.tensor(batch.LogitRows, device: Device))); // [R, H]
-        return F.linear(rows, lm_head).to(ScalarType.Float32).cpu().MoveToOuterDisposeScope();
+        return lm_head.Forward(rows).to(ScalarType.Float32).cpu().MoveToOuterDisposeScope();
     }
 
     public void Dispose()

@@ -3,7 +3,6 @@ using MoeServe.Inference.Parallel;
 using MoeServe.Routing;
 using TorchSharp;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace MoeServe.Inference.Model;
 
@@ -19,8 +18,8 @@ namespace MoeServe.Inference.Model;
 /// </remarks>
 public sealed class SparseMoeBlock : IDisposable
 {
-    /// <summary>[E, H] router weights (checkpoint key "gate").</summary>
-    public Tensor gate { get; }
+    /// <summary>Router, [H] -> [E] (checkpoint key "gate", [E, H]).</summary>
+    public Projection gate { get; }
 
     private readonly ShardedExperts _experts;
     private readonly GateSemantics _semantics;
@@ -33,7 +32,8 @@ public sealed class SparseMoeBlock : IDisposable
     {
         long h = config.HiddenSize, f = config.IntermediateSize;
         _semantics = new GateSemantics(config.ExpertsPerToken, config.NumExperts, config.RenormalizeTopK);
-        gate = weights.Load($"{prefix}.gate.weight", [config.NumExperts, h], dtype, device);
+        using (var router = weights.Load($"{prefix}.gate.weight", [config.NumExperts, h], dtype, device))
+            gate = new Projection(router);
         // Mixtral names the expert matrices w1/w3/w2, OLMoE gate_proj/up_proj/down_proj.
         bool mixtral = config.ModelType == "mixtral";
         string gateName = mixtral ? "w1" : "gate_proj", upName = mixtral ? "w3" : "up_proj", downName = mixtral ? "w2" : "down_proj";
@@ -61,7 +61,7 @@ public sealed class SparseMoeBlock : IDisposable
     {
         using var scope = NewDisposeScope();
         long t = x.shape[0];
-        var probs = F.linear(x, gate).AsFloat32().softmax(1); // [T, E] fp32 router maths
+        var probs = gate.Forward(x).AsFloat32().softmax(1); // [T, E] fp32 router maths
         long routingStart = System.Diagnostics.Stopwatch.GetTimestamp();
         using var routed = LayerRouter.Route(probs, _semantics, routing, layer);
         stats.RoutingSeconds[layer] += System.Diagnostics.Stopwatch.GetElapsedTime(routingStart).TotalSeconds;
