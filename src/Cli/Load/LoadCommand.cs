@@ -20,7 +20,8 @@ public static class LoadCommand
         var url = new Option<string?>("--url") { Description = "A running server (default: build and start one on a free port)" };
         var model = new Option<string?>("--model") { Description = $"Checkpoint folder served and given to the peer (default: {DefaultModel})" };
         var levels = new Option<string>("--concurrency") { Description = "Comma-separated concurrency levels", DefaultValueFactory = _ => "1,4,16,64" };
-        var seconds = new Option<double>("--seconds") { Description = "Seconds per level", DefaultValueFactory = _ => 20 };
+        var seconds = new Option<double>("--seconds") { Description = "Seconds per level and round", DefaultValueFactory = _ => 10 };
+        var rounds = new Option<int>("--rounds") { Description = "Times the sweep (and the peer) is repeated, interleaved: ratios are taken per round and their median reported", DefaultValueFactory = _ => 3 };
         var promptTokens = new Option<int>("--prompt-tokens") { DefaultValueFactory = _ => 64 };
         var maxTokens = new Option<int>("--max-tokens") { DefaultValueFactory = _ => 64 };
         var peer = new Option<bool>("--peer") { Description = "Also run the PyTorch eager peer", DefaultValueFactory = _ => true };
@@ -31,7 +32,7 @@ public static class LoadCommand
 
         var command = new Command("load", "Concurrency sweep over the OpenAI endpoint, with a PyTorch eager peer for comparison")
         {
-            url, model, levels, seconds, promptTokens, maxTokens, peer, soak, markdown, plot, serverArgs,
+            url, model, levels, seconds, rounds, promptTokens, maxTokens, peer, soak, markdown, plot, serverArgs,
         };
         command.SetAction(async (result, ct) =>
         {
@@ -39,7 +40,7 @@ public static class LoadCommand
             string modelDir = Path.GetFullPath(result.GetValue(model) ?? Path.Combine(root, DefaultModel));
             var settings = new LoadSettings(
                 result.GetValue(levels)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray(),
-                TimeSpan.FromSeconds(result.GetValue(seconds)), result.GetValue(promptTokens), result.GetValue(maxTokens),
+                TimeSpan.FromSeconds(result.GetValue(seconds)), Math.Max(1, result.GetValue(rounds)), result.GetValue(promptTokens), result.GetValue(maxTokens),
                 TimeSpan.FromSeconds(result.GetValue(soak)));
             await using var server = result.GetValue(url) is null
                 ? await ServerProcess.StartAsync(root, new[] { $"--Model:Path={modelDir}" }.Concat(result.GetValue(serverArgs)!), TimeSpan.FromMinutes(3))
@@ -50,7 +51,7 @@ public static class LoadCommand
         return command;
     }
 
-    private sealed record LoadSettings(int[] Levels, TimeSpan PerLevel, int PromptTokens, int MaxTokens, TimeSpan Soak);
+    private sealed record LoadSettings(int[] Levels, TimeSpan PerLevel, int Rounds, int PromptTokens, int MaxTokens, TimeSpan Soak);
 
     private static async Task<int> RunAsync(string root, string modelDir, Uri baseAddress, ServerProcess? server, LoadSettings settings,
         bool runPeer, string? markdownFile, string? plotFile, CancellationToken ct)
@@ -63,27 +64,36 @@ public static class LoadCommand
 
         // Warm-up: the first requests pay for JIT and libtorch's thread pools.
         await LoadRunner.RunLevelAsync(http, modelId, prompts, 2, settings.MaxTokens, TimeSpan.FromSeconds(3), ct);
-        var results = new List<LevelResult>();
-        foreach (int level in settings.Levels)
+        // The machine is shared and noisy: the sweep runs several rounds, and each round also runs the peer, so
+        // that every ratio compares figures measured minutes apart at most, not a whole benchmark apart.
+        var rounds = new List<LoadRound>();
+        for (int round = 1; round <= settings.Rounds; round++)
         {
-            Console.Error.WriteLine($"load: concurrency {level} for {settings.PerLevel.TotalSeconds:F0} s");
-            results.Add(await LoadRunner.RunLevelAsync(http, modelId, prompts, level, settings.MaxTokens, settings.PerLevel, ct));
-        }
-        PeerResult? peer = null;
-        if (runPeer)
-        {
-            Console.Error.WriteLine("load: running the PyTorch eager peer on 8 of the same prompts");
-            peer = await PeerBaseline.RunAsync(root, modelDir, prompts.Take(8).ToList(), settings.MaxTokens, threads: null);
+            var results = new List<LevelResult>();
+            foreach (int level in settings.Levels)
+            {
+                Console.Error.WriteLine($"load: round {round}/{settings.Rounds}, concurrency {level} for {settings.PerLevel.TotalSeconds:F0} s");
+                results.Add(await LoadRunner.RunLevelAsync(http, modelId, prompts, level, settings.MaxTokens, settings.PerLevel, ct));
+            }
+            PeerResult? peer = null;
+            if (runPeer)
+            {
+                Console.Error.WriteLine($"load: round {round}/{settings.Rounds}, the PyTorch eager peer on 8 of the same prompts");
+                peer = await PeerBaseline.RunAsync(root, modelDir, prompts.Take(8).ToList(), settings.MaxTokens, threads: null);
+            }
+            rounds.Add(new LoadRound(results, peer));
         }
         string header = string.Create(CultureInfo.InvariantCulture,
             $"## Load benchmark: {modelId}\n\n{Environment.ProcessorCount} cores; prompts of {settings.PromptTokens} token ids, {settings.MaxTokens} generated tokens each " +
-            $"(greedy, ignore_eos, streamed with logprobs = 0 so every token is a chunk); {settings.PerLevel.TotalSeconds:F0} s per level; server {baseAddress}");
-        string report = LoadReport.Markdown(results, peer, header);
+            $"(greedy, ignore_eos, streamed with logprobs = 0 so every token is a chunk); {settings.Rounds} rounds of the sweep, {settings.PerLevel.TotalSeconds:F0} s per level " +
+            $"and round, each round followed by the PyTorch peer; server {baseAddress}");
+        string report = LoadReport.Markdown(rounds, header);
+        var pooled = LoadRound.Pool(rounds);
         if (settings.Soak > TimeSpan.Zero && server is not null) report += await SoakAsync(http, modelId, prompts, settings, server, ct);
         Console.WriteLine(report);
         if (markdownFile is not null) await File.WriteAllTextAsync(markdownFile, report, ct);
-        if (plotFile is not null) LoadPlot.WriteSvg(results, plotFile, $"MoeServe load: {modelId}");
-        return results.Sum(r => r.Errors) == 0 ? 0 : 1;
+        if (plotFile is not null) LoadPlot.WriteSvg(pooled, plotFile, $"MoeServe load: {modelId}");
+        return pooled.Sum(r => r.Errors) == 0 ? 0 : 1;
     }
 
     /// <summary>Holds the highest concurrency and samples the server's resident memory every second.</summary>

@@ -4,7 +4,8 @@ namespace MoeServe.Inference.Engine;
 /// Iteration-level scheduling over a paged key/value cache. Every step: running sequences that decode
 /// get one token each (oldest first), sequences still prefilling get prompt chunks from the remaining
 /// token budget, and waiting sequences are admitted, first come first served, while a running slot, token
-/// budget and cache blocks for their whole prompt remain. When a decoding sequence needs a block and none
+/// budget and cache blocks for their whole prompt remain. While sequences decode, the prompt tokens of a
+/// step are capped (<see cref="EngineOptions.PrefillChunkTokens"/>), which bounds their inter-token latency. When a decoding sequence needs a block and none
 /// is free, the most recently admitted sequence is preempted: its blocks are freed and it waits at the
 /// front of the queue to be recomputed. Deals in counts and block numbers only.
 /// </summary>
@@ -39,6 +40,8 @@ public sealed class Scheduler(EngineOptions options, BlockAllocator blocks)
             scheduled.Add(new ScheduledSequence(s.Id, 1));
             budget--;
         }
+        int decoding = scheduled.Count;
+        if (decoding > 0) budget = Math.Min(budget, PrefillBudgetWhileDecoding(decoding));
         foreach (var s in _running)
         {
             if (budget == 0) break;
@@ -60,6 +63,10 @@ public sealed class Scheduler(EngineOptions options, BlockAllocator blocks)
         }
         return new ScheduledBatch(scheduled);
     }
+
+    /// <summary>Prompt tokens one step may add to <paramref name="decoding"/> decoding sequences.</summary>
+    public int PrefillBudgetWhileDecoding(int decoding) =>
+        (int)Math.Min(int.MaxValue, Math.Max(options.PrefillChunkTokens, (long)options.PrefillTokensPerDecode * decoding));
 
     private void Preempt(Sequence s)
     {
