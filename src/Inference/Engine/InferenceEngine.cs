@@ -68,7 +68,7 @@ public sealed class InferenceEngine : IDisposable
             Interlocked.Decrement(ref _queued);
             throw new EngineOverloadedException($"the server is at capacity ({_options.MaxQueuedRequests} requests waiting); retry later");
         }
-        var channel = Channel.CreateUnbounded<SequenceEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var channel = Channel.CreateUnbounded<SequenceEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true, AllowSynchronousContinuations = true });
         var sequence = new Sequence(Interlocked.Increment(ref _nextId), request, new OutputProcessor(_tokenizer, request), channel);
         // A client that goes away cancels its sequence; the engine frees it at the next step.
         cancellation.Register(() => { sequence.CancelRequested = true; _wake.Release(); });
