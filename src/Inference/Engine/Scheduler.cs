@@ -4,10 +4,11 @@ namespace MoeServe.Inference.Engine;
 /// Iteration-level scheduling over a paged key/value cache. Every step: running sequences that decode
 /// get one token each (oldest first), sequences still prefilling get prompt chunks from the remaining
 /// token budget, and waiting sequences are admitted, first come first served, while a running slot, token
-/// budget and cache blocks for their whole prompt remain. While sequences decode, the prompt tokens of a
-/// step are capped (<see cref="EngineOptions.PrefillChunkTokens"/>), which bounds their inter-token latency. When a decoding sequence needs a block and none
-/// is free, the most recently admitted sequence is preempted: its blocks are freed and it waits at the
-/// front of the queue to be recomputed. Deals in counts and block numbers only.
+/// budget and cache blocks for their whole prompt remain. While sequences decode, a step's prompt tokens
+/// are capped (<see cref="PrefillBudgetWhileDecoding"/>), which bounds their inter-token latency. When a
+/// decoding sequence needs a block and none is free, the most recently admitted sequence is preempted: its
+/// blocks are freed and it waits at the front of the queue to be recomputed. Deals in counts and block
+/// numbers only.
 /// </summary>
 public sealed class Scheduler(EngineOptions options, BlockAllocator blocks)
 {

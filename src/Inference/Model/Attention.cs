@@ -13,9 +13,9 @@ namespace MoeServe.Inference.Model;
 /// </summary>
 public sealed class Attention : IDisposable
 {
-    /// <summary>q_proj, k_proj and v_proj stacked: [(heads + 2 kvHeads) * d, H]. One matrix multiply instead of three.</summary>
+    /// <summary>q_proj, k_proj and v_proj stacked, [H] -> [(heads + 2 kvHeads) * d]: one matrix multiply instead of three.</summary>
     public Projection qkv_proj { get; }
-    public Projection o_proj { get; }   // [H, heads*d]
+    public Projection o_proj { get; }   // [heads*d] -> [H]
     public RmsNorm? q_norm { get; } // [heads*d] (OLMoE)
     public RmsNorm? k_norm { get; } // [kvHeads*d] (OLMoE)
 

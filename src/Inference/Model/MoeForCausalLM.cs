@@ -22,7 +22,7 @@ public sealed class MoeForCausalLM : IDisposable
     public Tensor embed_tokens { get; } // [V, H]
     public DecoderLayer[] layers { get; }
     public RmsNorm norm { get; }
-    public Projection lm_head { get; }  // [H] -> [V] (the embedding matrix when tied)
+    public Projection lm_head { get; }  // [H] -> [V] (a transposed copy of the embedding matrix when tied)
 
     private readonly RotaryEmbedding _rope;
     private readonly WorkerThreads? _workers;
