@@ -25,9 +25,15 @@ public sealed class ModelTokenizer
     public string? BosToken { get; }
     public string? EosToken { get; }
 
+    /// <summary>Whether ids decode piece by piece: the text of a run of ids is the concatenation of each id's bytes
+    /// (byte-level BPE), so a window of ids decodes the same whatever precedes it. SentencePiece is not: its
+    /// decoder drops the space of the word-start marker depending on where in the run the token falls.</summary>
+    public bool DecodesPieceByPiece { get; }
+
     private ModelTokenizer(Tokenizer tokenizer, Dictionary<string, int> specialTokens, int? bosId, IReadOnlySet<int> eosIds,
-        bool addBos, string? bosToken, string? eosToken, ChatTemplate template)
+        bool addBos, string? bosToken, string? eosToken, ChatTemplate template, bool decodesPieceByPiece)
     {
+        DecodesPieceByPiece = decodesPieceByPiece;
         _tokenizer = tokenizer;
         _specialTokens = specialTokens;
         _specialIds = specialTokens.Values.ToHashSet();
@@ -85,7 +91,7 @@ public sealed class ModelTokenizer
             _ => null,
         };
         var template = ChatTemplate.Detect(templateText, specials.Keys, config.ModelType, bosToken, eosToken);
-        return new ModelTokenizer(tokenizer, specials, bosId, eosIds, addBos && bosId is not null, bosToken, eosToken, template);
+        return new ModelTokenizer(tokenizer, specials, bosId, eosIds, addBos && bosId is not null, bosToken, eosToken, template, byteLevelBpe);
     }
 
     /// <summary>
