@@ -50,7 +50,11 @@ public static class ServiceRegistration
         var configuration = builder.Configuration.GetSection(section);
         builder.Services.AddOptions<T>().Bind(configuration).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<T>>(new SectionValidator<T>(configuration));
+        builder.Services.AddSingleton(new SectionCheck(services => _ = services.GetRequiredService<IOptions<T>>().Value));
     }
+
+    /// <summary>Reads one registered section's options, which validates them.</summary>
+    private sealed record SectionCheck(Action<IServiceProvider> Run);
 
     /// <summary>
     /// Validates every section now, before the host starts: a bad value then surfaces as the caller's one-line
@@ -58,11 +62,8 @@ public static class ServiceRegistration
     /// </summary>
     public static void ValidateConfiguration(this WebApplication app)
     {
-        _ = app.Services.GetRequiredService<IOptions<ModelOptions>>().Value;
-        _ = app.Services.GetRequiredService<IOptions<EngineOptions>>().Value;
-        _ = app.Services.GetRequiredService<IOptions<RoutingOptions>>().Value;
-        _ = app.Services.GetRequiredService<IOptions<ExpertParallelOptions>>().Value;
-        _ = app.Services.GetRequiredService<IOptions<ServerOptions>>().Value;
+        // In registration order, so the first bad section is the one reported, as before.
+        foreach (var check in app.Services.GetServices<SectionCheck>()) check.Run(app.Services);
     }
 
     public static WebApplication UseMoeServe(this WebApplication app)

@@ -20,9 +20,6 @@ public sealed class Projection : IDisposable
     /// <summary>[in, out] compute dtype.</summary>
     public Tensor Transposed { get; }
 
-    public long InFeatures => Transposed.shape[0];
-    public long OutFeatures => Transposed.shape[1];
-
     /// <param name="x">[..., in] compute dtype.</param>
     /// <returns>[..., out] compute dtype.</returns>
     public Tensor Forward(Tensor x) => x.matmul(Transposed);
