@@ -21,7 +21,7 @@ public static class StragglerCommand
         var windowTokens = new Option<int>("--window-tokens") { Description = "Tokens per sequence of a batch", DefaultValueFactory = _ => 64 };
         var batchWindows = new Option<int>("--batch-windows") { Description = "Sequences per batch (T = window tokens x batch windows)", DefaultValueFactory = _ => 8 };
         var batches = new Option<int>("--batches") { Description = "Measured batches (as many more calibrate the load-aware placement)", DefaultValueFactory = _ => 8 };
-        var repeats = new Option<int>("--repeats") { Description = "Passes over the batches per configuration; times are medians", DefaultValueFactory = _ => 3 };
+        var repeats = new Option<int>("--repeats") { Description = "Passes over the batches per configuration; times are medians over them", DefaultValueFactory = _ => 5 };
         var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads per device worker (0 = libtorch's choice)", DefaultValueFactory = _ => 1 };
         var markdown = new Option<string?>("--markdown") { Description = "Also write the table to this Markdown file" };
         var plot = new Option<string?>("--plot") { Description = "Write the speedup plot to this SVG file" };

@@ -2,7 +2,7 @@ namespace MoeServe.Cli.Straggler;
 
 /// <summary>
 /// One (devices, placement, policy) cell of the straggler benchmark, per engine step (one mixed batch),
-/// summed over the MoE layers; each number is the median over repeats of the mean over batches.
+/// summed over the MoE layers, as <see cref="StragglerPass.Combine"/> takes them from the repeats.
 /// </summary>
 /// <param name="WallMs">Measured wall time of the layers' expert phases with every device running at once (one worker thread each).</param>
 /// <param name="ModelledMs">Modelled expert-parallel latency: sum over layers of the slowest device's time, each device's

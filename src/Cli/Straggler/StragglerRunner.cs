@@ -18,7 +18,7 @@ public sealed record StragglerSettings
     public int WindowTokens { get; init; } = 64;
     public int BatchWindows { get; init; } = 8;
     public int Batches { get; init; } = 8;
-    public int Repeats { get; init; } = 3;
+    public int Repeats { get; init; } = 5;
     public int? Threads { get; init; } = 1;
     public Action<string>? Log { get; init; }
 }
@@ -84,49 +84,33 @@ public sealed class StragglerRunner(StragglerSettings settings)
                 inTurnScorer.Score(inputs.Measured[0], RoutingPolicy.Vanilla);
                 atOnceScorer.Score(inputs.Measured[0], RoutingPolicy.Vanilla);
 
-                var samples = measured.Select(_ => new List<StragglerRow>()).ToList();
+                var samples = measured.Select(_ => new List<StragglerPass>()).ToList();
                 for (int repeat = 0; repeat < settings.Repeats; repeat++)
                     for (int c = 0; c < measured.Count; c++)
-                        samples[c].Add(Measure(inTurnScorer, atOnceScorer, measured[c], inputs.Measured, devices, placementMode, config.ExpertsPerToken, batchTokens));
-                rows.AddRange(samples.Select(Median));
+                        samples[c].Add(Measure(inTurnScorer, atOnceScorer, measured[c], inputs.Measured));
+                rows.AddRange(measured.Select((c, i) => StragglerPass.Combine(samples[i], devices, placementMode, c.Name, config.ExpertsPerToken)));
             }
         }
         return new StragglerReport(settings.ModelDir, settings, inputs.Domains, batchTokens, WithSpeedups(rows),
             MachineInfo.Collect(), Stopwatch.GetElapsedTime(started).TotalSeconds);
     }
 
-    /// <summary>One pass over the measured batches under one policy: per-step means.</summary>
-    private static StragglerRow Measure(DocumentScorer inTurn, DocumentScorer atOnce, StragglerConfiguration c, List<List<int[]>> batches,
-        int devices, string placement, int topK, int batchTokens)
+    /// <summary>One pass over the measured batches under one policy: what every device did in every layer of every batch.</summary>
+    private static StragglerPass Measure(DocumentScorer inTurn, DocumentScorer atOnce, StragglerConfiguration c, List<List<int[]>> batches)
     {
-        double wall = 0, modelled = 0, work = 0, maxPairs = 0, imbalance = 0, dropped = 0;
-        int layerSteps = 0;
+        var pass = new StragglerPass();
         foreach (var batch in batches)
         {
             var score = inTurn.Score(batch, c.Policy, c.CapacityFactor, c.Routing);
             var stats = inTurn.LastRoutingStats!;
-            for (int l = 0; l < stats.DevicePairs.Length; l++)
-            {
-                modelled += stats.DeviceSeconds[l].Max();
-                work += stats.DeviceSeconds[l].Sum();
-                maxPairs += stats.DevicePairs[l].Max();
-                imbalance += LoadMetrics.Imbalance(stats.DevicePairs[l]);
-                layerSteps++;
-            }
-            dropped += score.DroppedPairs / (double)(batchTokens * topK * stats.DevicePairs.Length);
+            pass.DeviceSeconds.Add(stats.DeviceSeconds.Select(d => (double[])d.Clone()).ToArray());
+            pass.DevicePairs.Add(stats.DevicePairs.Select(d => (long[])d.Clone()).ToArray());
+            pass.DroppedPairs.Add(score.DroppedPairs);
+            pass.BatchTokens.Add(batch.Sum(window => window.Length));
             atOnce.Score(batch, c.Policy, c.CapacityFactor, c.Routing);
-            wall += atOnce.LastRoutingStats!.ExpertWallSeconds.Sum();
+            pass.WallSeconds += atOnce.LastRoutingStats!.ExpertWallSeconds.Sum();
         }
-        int n = batches.Count;
-        return new StragglerRow(devices, placement, c.Name, 1e3 * wall / n, 1e3 * modelled / n, 1e3 * work / n, maxPairs / n, imbalance / layerSteps, dropped / n);
-    }
-
-    private static StragglerRow Median(List<StragglerRow> repeats)
-    {
-        double M(Func<StragglerRow, double> f) => Statistics.Median(repeats.Select(f).ToList());
-        var first = repeats[0];
-        // Pairs, imbalance and drops are deterministic; times vary between repeats.
-        return first with { WallMs = M(r => r.WallMs), ModelledMs = M(r => r.ModelledMs), DeviceWorkMs = M(r => r.DeviceWorkMs) };
+        return pass;
     }
 
     /// <summary>Each row against vanilla with contiguous placement on the same number of devices.</summary>

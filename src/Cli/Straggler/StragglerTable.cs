@@ -17,7 +17,7 @@ public static class StragglerTable
         md.AppendLine($"- model: `{RepositoryRoot.Display(report.ModelDir)}`, fp32; data: `{RepositoryRoot.Display(s.DataDir)}` held-out text of {string.Join(", ", report.Domains)}");
         md.AppendLine($"- workload: {s.Batches} mixed-domain batches (engine steps) of {s.BatchWindows} windows x {s.WindowTokens} tokens = T {report.BatchTokens}, " +
                       $"windows taken round-robin over the domains; load-aware placement computed from {s.Batches} other batches' vanilla loads; " +
-                      $"numbers per step (summed over the MoE layers), median of {s.Repeats} repeats");
+                      $"numbers per step (summed over the MoE layers); {s.Repeats} repeats: each device's time per layer and batch is its median over the repeats before the slowest device is taken, the wall time the median of the repeats' totals");
         md.AppendLine($"- machine: {m.LogicalCores} logical cores, {m.CpuModel}; TorchSharp {m.TorchSharpVersion}, libtorch {m.LibTorchVersion}, intra-op threads {m.TorchThreads}; " +
                       $"virtual devices are CPU worker threads; {report.Seconds:F0} s");
         md.AppendLine();
