@@ -31,7 +31,7 @@ public sealed record StragglerReport(string ModelDir, StragglerSettings Settings
 /// Runs the shipped model's MoE layers on 2, 4 and 8 virtual devices under each routing policy, on the same
 /// mixed-domain batches. Every (devices, placement) pair loads the model twice: once with the devices in turn
 /// (each device's share timed alone, for the modelled latency) and once with one worker thread per device
-/// (the measured wall time). Repeats interleave the configurations so the machine's noise spreads over all.
+/// (the measured wall time). Configurations alternate batch by batch so the machine's noise spreads over all.
 /// </summary>
 public sealed class StragglerRunner(StragglerSettings settings)
 {
@@ -84,10 +84,16 @@ public sealed class StragglerRunner(StragglerSettings settings)
                 inTurnScorer.Score(inputs.Measured[0], RoutingPolicy.Vanilla);
                 atOnceScorer.Score(inputs.Measured[0], RoutingPolicy.Vanilla);
 
+                // Configurations alternate batch by batch, so the machine's drift (it is shared) reaches all of them alike.
                 var samples = measured.Select(_ => new List<StragglerPass>()).ToList();
                 for (int repeat = 0; repeat < settings.Repeats; repeat++)
-                    for (int c = 0; c < measured.Count; c++)
-                        samples[c].Add(Measure(inTurnScorer, atOnceScorer, measured[c], inputs.Measured));
+                {
+                    var passes = measured.Select(_ => new StragglerPass()).ToList();
+                    foreach (var batch in inputs.Measured)
+                        for (int c = 0; c < measured.Count; c++)
+                            Measure(inTurnScorer, atOnceScorer, measured[c], batch, passes[c]);
+                    for (int c = 0; c < measured.Count; c++) samples[c].Add(passes[c]);
+                }
                 rows.AddRange(measured.Select((c, i) => StragglerPass.Combine(samples[i], devices, placementMode, c.Name, config.ExpertsPerToken)));
             }
         }
@@ -95,22 +101,17 @@ public sealed class StragglerRunner(StragglerSettings settings)
             MachineInfo.Collect(), Stopwatch.GetElapsedTime(started).TotalSeconds);
     }
 
-    /// <summary>One pass over the measured batches under one policy: what every device did in every layer of every batch.</summary>
-    private static StragglerPass Measure(DocumentScorer inTurn, DocumentScorer atOnce, StragglerConfiguration c, List<List<int[]>> batches)
+    /// <summary>One batch under one configuration, added to <paramref name="pass"/>: what every device did in every layer.</summary>
+    private static void Measure(DocumentScorer inTurn, DocumentScorer atOnce, StragglerConfiguration c, List<int[]> batch, StragglerPass pass)
     {
-        var pass = new StragglerPass();
-        foreach (var batch in batches)
-        {
-            var score = inTurn.Score(batch, c.Policy, c.CapacityFactor, c.Routing);
-            var stats = inTurn.LastRoutingStats!;
-            pass.DeviceSeconds.Add(stats.DeviceSeconds.Select(d => (double[])d.Clone()).ToArray());
-            pass.DevicePairs.Add(stats.DevicePairs.Select(d => (long[])d.Clone()).ToArray());
-            pass.DroppedPairs.Add(score.DroppedPairs);
-            pass.BatchTokens.Add(batch.Sum(window => window.Length));
-            atOnce.Score(batch, c.Policy, c.CapacityFactor, c.Routing);
-            pass.WallSeconds += atOnce.LastRoutingStats!.ExpertWallSeconds.Sum();
-        }
-        return pass;
+        var score = inTurn.Score(batch, c.Policy, c.CapacityFactor, c.Routing);
+        var stats = inTurn.LastRoutingStats!;
+        pass.DeviceSeconds.Add(stats.DeviceSeconds.Select(d => (double[])d.Clone()).ToArray());
+        pass.DevicePairs.Add(stats.DevicePairs.Select(d => (long[])d.Clone()).ToArray());
+        pass.DroppedPairs.Add(score.DroppedPairs);
+        pass.BatchTokens.Add(batch.Sum(window => window.Length));
+        atOnce.Score(batch, c.Policy, c.CapacityFactor, c.Routing);
+        pass.WallSeconds += atOnce.LastRoutingStats!.ExpertWallSeconds.Sum();
     }
 
     /// <summary>Each row against vanilla with contiguous placement on the same number of devices.</summary>
