@@ -23,10 +23,10 @@ public sealed class StragglerPass
 
     /// <summary>
     /// The repeats of one configuration as a row of per-step means. Every device's time in every layer and batch
-    /// is first taken as its median over the repeats, and only then is the slowest device picked: the maximum of
-    /// single noisy samples favours whichever configuration spreads its work evenly least, because with near-equal
-    /// devices some device almost always drew a slow sample (the machine is shared). Pairs and drops are the
-    /// same in every repeat (routing is deterministic); the wall time is the median of the passes' totals.
+    /// is first taken as its median over the repeats, and only then is the slowest device picked. The maximum of
+    /// single noisy samples inflates evenly spread work the most: among near-equal devices one has almost always
+    /// drawn a slow sample (the machine is shared), so balancing policies looked slower than they are. Pairs and
+    /// drops are the same in every repeat (routing is deterministic); the wall time is the median of the passes' totals.
     /// </summary>
     public static StragglerRow Combine(List<StragglerPass> passes, int devices, string placement, string policy, int topK)
     {
