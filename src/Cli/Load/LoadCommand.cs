@@ -92,7 +92,7 @@ public static class LoadCommand
         string header = string.Create(CultureInfo.InvariantCulture,
             $"## Load benchmark: {modelId}\n\n{Environment.ProcessorCount} cores; prompts of {settings.PromptTokens} token ids, {settings.MaxTokens} generated tokens each " +
             $"(greedy, ignore_eos, streamed with logprobs = 0 so every token is a chunk); {settings.Rounds} rounds of the sweep, {settings.PerLevel.TotalSeconds:F0} s per level " +
-            $"and round, each round followed by the PyTorch peer; server {baseAddress}");
+            $"and round, each round followed by the PyTorch peer, after a warm-up of 3 s at concurrency 2 and {WarmUpAtHighestLevel.TotalSeconds:F0} s at {settings.Levels.Max()}; server {baseAddress}");
         string report = LoadReport.Markdown(rounds, header);
         var pooled = LoadRound.Pool(rounds);
         if (settings.Soak > TimeSpan.Zero && server is not null) report += await SoakAsync(http, modelId, prompts, settings, server, ct);
