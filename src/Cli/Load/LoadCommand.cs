@@ -51,6 +51,9 @@ public static class LoadCommand
         return command;
     }
 
+    // The warm-up, named once: the report's header describes it from these.
+    private const int FirstWarmUpConcurrency = 2;
+    private static readonly TimeSpan FirstWarmUp = TimeSpan.FromSeconds(3);
     private static readonly TimeSpan WarmUpAtHighestLevel = TimeSpan.FromSeconds(6);
 
     private sealed record LoadSettings(int[] Levels, TimeSpan PerLevel, int Rounds, int PromptTokens, int MaxTokens, TimeSpan Soak);
@@ -68,7 +71,7 @@ public static class LoadCommand
         // client's own code and connection pool are warm too: the client shares the server's cores, and without
         // this its first seconds at concurrency 16 took 25-38% of a core (6% once warm), and the server's
         // decode steps ran at about twice their steady time for 5-6 s of round 1.
-        await LoadRunner.RunLevelAsync(http, modelId, prompts, 2, settings.MaxTokens, TimeSpan.FromSeconds(3), ct);
+        await LoadRunner.RunLevelAsync(http, modelId, prompts, FirstWarmUpConcurrency, settings.MaxTokens, FirstWarmUp, ct);
         await LoadRunner.RunLevelAsync(http, modelId, prompts, settings.Levels.Max(), settings.MaxTokens, WarmUpAtHighestLevel, ct);
         // The machine is shared and noisy: the sweep runs several rounds, and each round also runs the peer, so
         // that every ratio compares figures measured minutes apart at most, not a whole benchmark apart.
@@ -92,7 +95,7 @@ public static class LoadCommand
         string header = string.Create(CultureInfo.InvariantCulture,
             $"## Load benchmark: {modelId}\n\n{Environment.ProcessorCount} cores; prompts of {settings.PromptTokens} token ids, {settings.MaxTokens} generated tokens each " +
             $"(greedy, ignore_eos, streamed with logprobs = 0 so every token is a chunk); {settings.Rounds} rounds of the sweep, {settings.PerLevel.TotalSeconds:F0} s per level " +
-            $"and round, each round followed by the PyTorch peer, after a warm-up of 3 s at concurrency 2 and {WarmUpAtHighestLevel.TotalSeconds:F0} s at {settings.Levels.Max()}; server {baseAddress}");
+            $"and round, each round followed by the PyTorch peer, after a warm-up of {FirstWarmUp.TotalSeconds:F0} s at concurrency {FirstWarmUpConcurrency} and {WarmUpAtHighestLevel.TotalSeconds:F0} s at {settings.Levels.Max()}; server {baseAddress}");
         string report = LoadReport.Markdown(rounds, header);
         var pooled = LoadRound.Pool(rounds);
         if (settings.Soak > TimeSpan.Zero && server is not null) report += await SoakAsync(http, modelId, prompts, settings, server, ct);

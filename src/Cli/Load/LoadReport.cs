@@ -57,7 +57,7 @@ public static class LoadReport
     private static double Median(IEnumerable<double> values)
     {
         var list = values.Where(v => !double.IsNaN(v)).ToList();
-        return list.Count == 0 ? double.NaN : Statistics.Percentile(list, 50);
+        return list.Count == 0 ? double.NaN : Statistics.Median(list);
     }
 
     private static string Cell(string format, double value) => double.IsNaN(value) ? "n/a" : string.Format(CultureInfo.InvariantCulture, format, value);
