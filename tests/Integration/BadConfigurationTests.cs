@@ -11,6 +11,7 @@ public sealed class BadConfigurationTests
     [InlineData("--Engine:MaxRunningSequences=0", "Engine:MaxRunningSequences")]
     [InlineData("--Engine:MaxBatchedTokens=1", "Engine:MaxBatchedTokens")]
     [InlineData("--Model:ComputeDtype=float64", "Model:ComputeDtype")]
+    [InlineData("--Model:ExpertDtype=float16", "Model:ExpertDtype")]
     [InlineData("--Model:Device=tpu", "Model:Device")]
     [InlineData("--Routing:Policy=nonsense", "Routing:Policy")]
     [InlineData("--Routing:CapacityFactor=-1", "Routing:CapacityFactor")]

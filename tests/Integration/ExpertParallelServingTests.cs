@@ -78,7 +78,9 @@ public sealed class ExpertParallelServingTests(ServerFixture fixture, ITestOutpu
         return [.. results];
     }
 
-    private static void AssertSameGreedy(IReadOnlyList<Greedy> expected, IReadOnlyList<Greedy> actual, string what)
+    /// <param name="tolerance">Logprob tolerance: <see cref="LogprobTolerance"/> where the batching is the same (one request at
+    /// a time), <see cref="Tolerances.BatchedLogprob"/> where requests share steps.</param>
+    private static void AssertSameGreedy(IReadOnlyList<Greedy> expected, IReadOnlyList<Greedy> actual, string what, double tolerance = LogprobTolerance)
     {
         Assert.Equal(expected.Count, actual.Count);
         for (int i = 0; i < expected.Count; i++)
@@ -86,7 +88,7 @@ public sealed class ExpertParallelServingTests(ServerFixture fixture, ITestOutpu
             Assert.True(expected[i].Text == actual[i].Text, $"{what}, output {i}: expected {expected[i]}, got {actual[i]}");
             Assert.True(expected[i].Logprobs.Length == actual[i].Logprobs.Length, $"{what}, output {i}: expected {expected[i]}, got {actual[i]}");
             for (int t = 0; t < expected[i].Logprobs.Length; t++)
-                Assert.True(Math.Abs(expected[i].Logprobs[t] - actual[i].Logprobs[t]) <= LogprobTolerance,
+                Assert.True(Math.Abs(expected[i].Logprobs[t] - actual[i].Logprobs[t]) <= tolerance,
                     $"{what}, output {i}, token {t}: logprob {actual[i].Logprobs[t]} vs {expected[i].Logprobs[t]}\nexpected {expected[i]}\ngot {actual[i]}");
         }
     }
@@ -143,7 +145,7 @@ public sealed class ExpertParallelServingTests(ServerFixture fixture, ITestOutpu
         string before = (await HttpApi.GetAsync(http, "/metrics")).Body;
         AssertSameGreedy(single, await AllAsync(http, concurrent: false), "4 devices, one at a time");
         // At once: the requests share engine steps, so every device gets rows of several sequences.
-        AssertSameGreedy(single, await AllAsync(http, concurrent: true), "4 devices, concurrent");
+        AssertSameGreedy(single, await AllAsync(http, concurrent: true), "4 devices, concurrent", Tolerances.BatchedLogprob);
 
         string metrics = (await HttpApi.GetAsync(http, "/metrics")).Body;
         for (int d = 0; d < 4; d++)
@@ -190,7 +192,7 @@ public sealed class ExpertParallelServingTests(ServerFixture fixture, ITestOutpu
             {
                 using var http = Client(server);
                 AssertSameGreedy(single, await MixedOneAtATimeAsync(http, TrainedModelId), "load_aware, one at a time");
-                AssertSameGreedy(single, await MixedAsync(http, TrainedModelId), "load_aware, concurrent");
+                AssertSameGreedy(single, await MixedAsync(http, TrainedModelId), "load_aware, concurrent", Tolerances.BatchedLogprob);
 
                 var load = (await HttpApi.GetAsync(http, "/v1/moe/load")).Json;
                 var parallel = load["expert_parallel"]!;
@@ -217,7 +219,7 @@ public sealed class ExpertParallelServingTests(ServerFixture fixture, ITestOutpu
                              "--ExpertParallel:RedundantExperts=4"))
             {
                 using var http = Client(server);
-                AssertSameGreedy(single, await MixedAsync(http, TrainedModelId), "load_aware with 4 redundant experts, concurrent");
+                AssertSameGreedy(single, await MixedAsync(http, TrainedModelId), "load_aware with 4 redundant experts, concurrent", Tolerances.BatchedLogprob);
                 var load = (await HttpApi.GetAsync(http, "/v1/moe/load")).Json;
                 foreach (var layer in load["expert_parallel"]!["replicas"]!.AsArray())
                 {
@@ -237,7 +239,7 @@ public sealed class ExpertParallelServingTests(ServerFixture fixture, ITestOutpu
             await using (var server = await ServerProcess.StartAsync("ep-explicit", [.. args]))
             {
                 using var http = Client(server);
-                AssertSameGreedy(single, await MixedAsync(http, TrainedModelId), "explicit, concurrent");
+                AssertSameGreedy(single, await MixedAsync(http, TrainedModelId), "explicit, concurrent", Tolerances.BatchedLogprob);
                 var load = (await HttpApi.GetAsync(http, "/v1/moe/load")).Json;
                 Assert.Equal("explicit", HttpApi.Text(load["expert_parallel"]!["placement"]));
                 var deviceOf = Matrix(load["expert_parallel"]!["device_of"]);

@@ -10,7 +10,7 @@ namespace MoeServe.Integration.Tests;
 /// batched, streamed or not, and the context limit is exact.
 /// </summary>
 [Collection(ServerCollection.Name)]
-public sealed class GenerationConsistencyTests(ServerFixture fixture)
+public sealed class GenerationConsistencyTests(ServerFixture fixture, Xunit.Abstractions.ITestOutputHelper output)
 {
     private HttpClient Http => fixture.Http;
 
@@ -32,6 +32,34 @@ public sealed class GenerationConsistencyTests(ServerFixture fixture)
             foreach (var choice in JsonNode.Parse(p)!["choices"]!.AsArray())
                 text.Append(path == HttpApi.Chat ? choice!["delta"]!["content"]?.GetValue<string>() : choice!["text"]?.GetValue<string>());
         return text.ToString();
+    }
+
+    private async Task<(string[] Tokens, double[] Logprobs)> GreedyTokensAsync(string prompt, int maxTokens)
+    {
+        var body = HttpApi.CompletionBody(prompt, maxTokens);
+        body["logprobs"] = 0;
+        var choice = (await HttpApi.PostOkAsync(Http, HttpApi.Completions, body))["choices"]![0]!;
+        var lp = choice["logprobs"]!;
+        return (lp["tokens"]!.AsArray().Select(HttpApi.Text).ToArray(),
+            lp["token_logprobs"]!.AsArray().Select(t => t!.GetValue<double>()).ToArray());
+    }
+
+    /// <summary>The default model and configuration: 16 prompts alone, then all at once (one batch of 16 decoding sequences).</summary>
+    [Fact]
+    public async Task Greedy_tokens_are_the_same_alone_and_batched_with_15_others()
+    {
+        var prompts = Enumerable.Range(0, 16).Select(i => $"In the {i + 1}th year of the reign, {new string('a', i % 5)} the").ToArray();
+        var alone = new List<(string[] Tokens, double[] Logprobs)>();
+        foreach (var p in prompts) alone.Add(await GreedyTokensAsync(p, 24));
+        var together = await Task.WhenAll(prompts.Select(p => GreedyTokensAsync(p, 24)));
+        double worst = 0;
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            Assert.Equal(alone[i].Tokens, together[i].Tokens);
+            worst = Math.Max(worst, alone[i].Logprobs.Zip(together[i].Logprobs).Max(p => Math.Abs(p.First - p.Second)));
+        }
+        output.WriteLine($"16 prompts x 24 tokens: same greedy tokens; largest logprob difference {worst:E2} (tolerance {Tolerances.BatchedLogprob:E0})");
+        Assert.True(worst <= Tolerances.BatchedLogprob, $"logprobs differ by up to {worst:E2}");
     }
 
     [Fact]

@@ -38,12 +38,14 @@ public class EngineBatchingTests(Xunit.Abstractions.ITestOutputHelper output)
         PromptIds = prompt, Sampling = new SamplingParameters { Temperature = 0 }, MaxTokens = maxTokens,
     };
 
-    private static async Task<List<List<SampledToken>>> RunAll(EngineOptions options, IReadOnlyList<int[]> prompts, int maxTokens) =>
-        (await RunAllCounting(options, prompts, maxTokens)).Outputs;
+    private static async Task<List<List<SampledToken>>> RunAll(EngineOptions options, IReadOnlyList<int[]> prompts, int maxTokens,
+        torch.ScalarType expertDtype = torch.ScalarType.Float32) =>
+        (await RunAllCounting(options, prompts, maxTokens, expertDtype)).Outputs;
 
-    private static async Task<(List<List<SampledToken>> Outputs, long Preemptions)> RunAllCounting(EngineOptions options, IReadOnlyList<int[]> prompts, int maxTokens)
+    private static async Task<(List<List<SampledToken>> Outputs, long Preemptions)> RunAllCounting(EngineOptions options, IReadOnlyList<int[]> prompts, int maxTokens,
+        torch.ScalarType expertDtype = torch.ScalarType.Float32)
     {
-        using var model = MoeForCausalLM.Load(Dir, torch.ScalarType.Float32, torch.CPU);
+        using var model = MoeForCausalLM.Load(Dir, torch.ScalarType.Float32, torch.CPU, expertDtype: expertDtype);
         var tokenizer = ModelTokenizer.Load(Dir, model.Config);
         using var engine = new InferenceEngine(model, tokenizer, options, NullEngineObserver.Instance);
         var runs = prompts.Select(p => Collect(engine.Submit(Greedy(p, maxTokens), CancellationToken.None))).ToList();
@@ -59,16 +61,19 @@ public class EngineBatchingTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.True(worst < LogprobTolerance, $"{what}: logprobs differ by {worst:E2}");
     }
 
-    [Fact]
-    public async Task Greedy_output_is_the_same_alone_and_batched_with_15_others()
+    /// <summary>Also with bfloat16 experts (Model:ExpertDtype), whose products must not depend on how many rows an expert gets.</summary>
+    [Theory]
+    [InlineData(torch.ScalarType.Float32)]
+    [InlineData(torch.ScalarType.BFloat16)]
+    public async Task Greedy_output_is_the_same_alone_and_batched_with_15_others(torch.ScalarType expertDtype)
     {
         var prompts = Enumerable.Range(0, 16).Select(i => Prompt(i, 8 + 5 * i)).ToList();
-        var alone = await RunAll(new EngineOptions(), [prompts[0]], 24);
-        var batched = await RunAll(new EngineOptions(), prompts, 24);
-        AssertSame(alone[0], batched[0], "alone vs batched with 15");
+        var alone = await RunAll(new EngineOptions(), [prompts[0]], 24, expertDtype);
+        var batched = await RunAll(new EngineOptions(), prompts, 24, expertDtype);
+        AssertSame(alone[0], batched[0], $"{expertDtype} experts, alone vs batched with 15");
         // And the last of the batch against its own solo run.
-        var aloneLast = await RunAll(new EngineOptions(), [prompts[15]], 24);
-        AssertSame(aloneLast[0], batched[15], "last prompt alone vs batched");
+        var aloneLast = await RunAll(new EngineOptions(), [prompts[15]], 24, expertDtype);
+        AssertSame(aloneLast[0], batched[15], $"{expertDtype} experts, last prompt alone vs batched");
     }
 
     [Fact]

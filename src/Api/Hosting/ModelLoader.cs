@@ -32,12 +32,14 @@ public sealed class ModelLoader(
         string dir = Path.GetFullPath(Path.Combine(environment.ContentRootPath, options.Path));
         try
         {
-            var dtype = options.ComputeDtype == "bfloat16" ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32;
+            var dtype = ModelOptions.ScalarTypeOf(options.ComputeDtype);
             var device = DeviceSelection.Resolve(options.Device);
+            var expertDtype = ExpertPrecision.Resolve(options.ExpertDtype, ModelConfig.Load(dir), dtype, device, ExpertPrecision.CpuHasBfloat16DotProducts());
             var started = DateTime.UtcNow;
             var expertParallel = expertParallelOptions.Value;
             var model = MoeForCausalLM.Load(dir, dtype, device, config => (expertParallel.ToPlan(config, environment.ContentRootPath)
-                ?? Inference.Parallel.ExpertParallelPlan.Single(device, config.NumLayers, config.NumExperts)) with { ThreadsPerDevice = expertParallel.ThreadsPerDevice });
+                ?? Inference.Parallel.ExpertParallelPlan.Single(device, config.NumLayers, config.NumExperts)) with { ThreadsPerDevice = expertParallel.ThreadsPerDevice },
+                expertDtype);
             var tokenizer = ModelTokenizer.Load(dir, model.Config);
             _engine = new InferenceEngine(model, tokenizer, engineOptions.Value, observer, options.MaxModelLen, engineLogger, routingOptions.Value.ToConfig());
             int context = _engine.MaxContextTokens;
@@ -45,8 +47,8 @@ public sealed class ModelLoader(
             state.SetReady(new ServedModel(id, _engine, tokenizer, context, DateTimeOffset.UtcNow.ToUnixTimeSeconds()));
             var plan = model.ExpertParallel;
             metrics.SetDevices(plan.Names);
-            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype}; experts on {Devices} ({Placement} placement, {Redundant} redundant, {Execution}, {Threads} thread(s) per device); chat template {Template}; loaded in {Seconds:F1}s",
-                id, model.Config.ModelType, model.Config.NumLayers, model.Config.NumExperts, model.Config.ExpertsPerToken, dir, device, dtype,
+            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype} (experts in {ExpertDtype}); experts on {Devices} ({Placement} placement, {Redundant} redundant, {Execution}, {Threads} thread(s) per device); chat template {Template}; loaded in {Seconds:F1}s",
+                id, model.Config.ModelType, model.Config.NumLayers, model.Config.NumExperts, model.Config.ExpertsPerToken, dir, device, dtype, expertDtype,
                 string.Join(", ", plan.Names), plan.Placement.Mode, plan.Placement.RedundantExperts, plan.Concurrent ? "concurrent" : "in turn", plan.ThreadsPerDevice,
                 tokenizer.ChatTemplate.Name, (DateTime.UtcNow - started).TotalSeconds);
         }

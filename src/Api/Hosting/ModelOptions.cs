@@ -16,16 +16,29 @@ public sealed class ModelOptions : IValidatableObject
     /// <summary>float32 (default on CPU) or bfloat16.</summary>
     public string ComputeDtype { get; set; } = "float32";
 
+    /// <summary>
+    /// Dtype of the expert weights and their products: auto (default), float32 or bfloat16. auto is bfloat16 for
+    /// a checkpoint stored in bfloat16 on a device with native bfloat16 products (CUDA, or a CPU with AVX-512
+    /// BF16 or AMX), else <see cref="ComputeDtype"/> (see MoeServe.Inference.Model.ExpertPrecision).
+    /// </summary>
+    public string ExpertDtype { get; set; } = "auto";
+
     /// <summary>cpu, cuda or cuda:N (CUDA needs the build with -p:TorchFlavour=cuda).</summary>
     public string Device { get; set; } = "cpu";
 
     /// <summary>Context length limit; at most the checkpoint's max_position_embeddings (default: that value).</summary>
     [Range(1, 10_000_000)] public int? MaxModelLen { get; set; }
 
+    /// <summary>The torch dtype of a validated dtype name.</summary>
+    public static TorchSharp.torch.ScalarType ScalarTypeOf(string dtype) =>
+        dtype == "bfloat16" ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext context)
     {
         if (ComputeDtype is not ("float32" or "bfloat16"))
             yield return new ValidationResult("must be float32 or bfloat16", [nameof(ComputeDtype)]);
+        if (ExpertDtype is not ("auto" or "float32" or "bfloat16"))
+            yield return new ValidationResult("must be auto, float32 or bfloat16", [nameof(ExpertDtype)]);
         if (!(Device == "cpu" || Device == "cuda" || (Device.StartsWith("cuda:") && int.TryParse(Device[5..], out var n) && n >= 0)))
             yield return new ValidationResult("must be cpu, cuda or cuda:N", [nameof(Device)]);
     }

@@ -27,6 +27,7 @@ public static class EvalCommand
         var context = new Option<int?>("--context") { Description = "Cut documents to this many tokens (default: max_position_embeddings)" };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Greedy tokens per task reply", DefaultValueFactory = _ => 32 };
         var dtype = new Option<string>("--dtype") { Description = "Compute dtype: float32 or bfloat16", DefaultValueFactory = _ => "float32" };
+        var expertDtype = new Option<string?>("--expert-dtype") { Description = "Dtype of the expert weights and products: float32 or bfloat16 (default: --dtype)" };
         // One thread like the server's appsettings.json (Engine:TorchThreads): on a shared CPU, libtorch's
         // spinning worker threads slow small forward passes several-fold.
         var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads (0 = libtorch's choice)", DefaultValueFactory = _ => 1 };
@@ -39,7 +40,7 @@ public static class EvalCommand
 
         var command = new Command("eval", "Perplexity, task accuracy and expert load balance of a model under a routing policy")
         {
-            model, data, policy, capacity, maxDocs, batchDocs, batchTokens, context, maxTokens, dtype, threads, device, markdown, heatmap, json,
+            model, data, policy, capacity, maxDocs, batchDocs, batchTokens, context, maxTokens, dtype, expertDtype, threads, device, markdown, heatmap, json,
             laserPool, laserEpsHigh,
         };
         command.SetAction(result =>
@@ -63,6 +64,7 @@ public static class EvalCommand
                     ContextTokens = result.GetValue(context) is int c ? Positive(c, "--context") : null,
                     MaxNewTokens = Positive(result.GetValue(maxTokens), "--max-tokens"),
                     Dtype = BenchSettings.ParseDtype(result.GetValue(dtype)!),
+                    ExpertDtype = result.GetValue(expertDtype) is { } experts ? BenchSettings.ParseDtype(experts) : null,
                     Threads = result.GetValue(threads) is > 0 and var n ? n : null,
                     Device = result.GetValue(device)!,
                     Log = line => Console.Error.WriteLine($"eval: {line}"),

@@ -50,6 +50,9 @@ public sealed record EvalSettings
 
     public ScalarType Dtype { get; init; } = ScalarType.Float32;
 
+    /// <summary>Dtype of the expert weights and products; null: <see cref="Dtype"/>.</summary>
+    public ScalarType? ExpertDtype { get; init; }
+
     /// <summary>libtorch intra-op threads, for the scoring thread and the engine thread; null = libtorch's default.</summary>
     public int? Threads { get; init; }
 

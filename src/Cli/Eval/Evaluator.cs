@@ -36,7 +36,7 @@ public sealed class Evaluator
         // Like the engine thread: no autograd bookkeeping on anything this thread computes.
         using var inference = torch.inference_mode();
         log($"loading {settings.ModelDir} ...");
-        using var model = MoeForCausalLM.Load(settings.ModelDir, settings.Dtype, torch.device(settings.Device));
+        using var model = MoeForCausalLM.Load(settings.ModelDir, settings.Dtype, torch.device(settings.Device), expertDtype: settings.ExpertDtype);
         var config = model.Config;
         var tokenizer = ModelTokenizer.Load(settings.ModelDir, config);
         int context = Math.Min(settings.ContextTokens ?? config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
@@ -124,7 +124,8 @@ public sealed class Evaluator
         return new EvalResult
         {
             Model = new EvalModelInfo(settings.ModelDir, config.ModelType, config.NumLayers, config.NumExperts, config.ExpertsPerToken,
-                config.VocabSize, BenchSettings.DtypeName(settings.Dtype), settings.Device, context, encoder.AppendsEndOfText),
+                config.VocabSize, BenchSettings.DtypeName(settings.Dtype) + (model.ExpertDtype != settings.Dtype ? $" (experts {BenchSettings.DtypeName(model.ExpertDtype)})" : ""),
+                settings.Device, context, encoder.AppendsEndOfText),
             DataDir = settings.DataDir,
             Policy = settings.Policy.ToWireName(),
             CapacityFactor = settings.CapacityFactor,

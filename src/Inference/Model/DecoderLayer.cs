@@ -15,7 +15,7 @@ public sealed class DecoderLayer : IDisposable
 
     private readonly int _layer;
 
-    public DecoderLayer(ModelConfig config, int layer, WeightStore weights, ScalarType dtype, Device device,
+    public DecoderLayer(ModelConfig config, int layer, WeightStore weights, ScalarType dtype, ScalarType expertDtype, Device device,
         ExpertParallelPlan plan, WorkerThreads? workers, WorkerThreads?[] expertThreads)
     {
         _layer = layer;
@@ -25,7 +25,7 @@ public sealed class DecoderLayer : IDisposable
         self_attn = new Attention(config, layer, $"{prefix}.self_attn", weights, dtype, device);
         post_attention_layernorm = new RmsNorm(weights.Load($"{prefix}.post_attention_layernorm.weight", [h], dtype, device), config.RmsNormEps);
         string moePrefix = config.ModelType == "mixtral" ? $"{prefix}.block_sparse_moe" : $"{prefix}.mlp";
-        moe = new SparseMoeBlock(config, moePrefix, weights, dtype, device, plan.Placement.Replicas[layer], plan.Devices, workers, expertThreads);
+        moe = new SparseMoeBlock(config, moePrefix, weights, dtype, expertDtype, device, plan.Placement.Replicas[layer], plan.Devices, workers, expertThreads);
     }
 
     /// <param name="x">[T, H] residual stream, compute dtype.</param>

@@ -35,10 +35,10 @@ public sealed class ExpertBank : IDisposable
     public int Count { get; }
 
     /// <summary>Runs each expert on its rows.</summary>
-    /// <param name="inputs">[N, H] rows sorted by expert: counts[0] rows for expert 0, then expert 1, ...</param>
+    /// <param name="inputs">[N, H] rows sorted by expert: counts[0] rows for expert 0, then expert 1, ...; any float dtype.</param>
     /// <param name="counts">Rows per expert ([E]).</param>
     /// <param name="threads">Threads that share the experts (null: all on the caller).</param>
-    /// <returns>[N, H] expert outputs, in the order of <paramref name="inputs"/>.</returns>
+    /// <returns>[N, H] expert outputs, in the order and dtype of <paramref name="inputs"/>.</returns>
     public Tensor Run(Tensor inputs, long[] counts, WorkerThreads? threads = null)
     {
         long n = inputs.shape[0], maxRows = counts.Max();
@@ -58,11 +58,16 @@ public sealed class ExpertBank : IDisposable
     public static bool SharesAmongThreads(long[] counts, WorkerThreads? threads) =>
         threads is { Count: > 1 } && counts.Count(c => c > 0) > 1;
 
-    /// <summary>Expert e on its rows: SwiGLU, [n, H] -> [n, H].</summary>
+    /// <summary>Expert e on its rows: SwiGLU, [n, H] -> [n, H], in the rows' dtype.</summary>
+    /// <remarks>Weights of another dtype (bfloat16 experts in a float32 model) take the rows in their dtype and give
+    /// the result back in the rows': the products, the activation and the gating all run in the weights' dtype,
+    /// as a model trained with bfloat16 matrix products computed them.</remarks>
     private Tensor RunExpert(int e, Tensor rows)
     {
-        var gateUp = torch.matmul(rows, _gateUp[e]).chunk(2, 1);        // 2 x [n, F]
-        return torch.matmul(F.silu(gateUp[0]).mul_(gateUp[1]), _down[e]); // [n, H]
+        var input = rows.dtype == _down.dtype ? rows : rows.to(_down.dtype);
+        var gateUp = torch.matmul(input, _gateUp[e]).chunk(2, 1);                  // 2 x [n, F]
+        var output = torch.matmul(F.silu(gateUp[0]).mul_(gateUp[1]), _down[e]);   // [n, H]
+        return output.dtype == rows.dtype ? output : output.to(rows.dtype);
     }
 
     private Tensor RunOneByOne(Tensor inputs, long[] counts)
@@ -115,11 +120,11 @@ public sealed class ExpertBank : IDisposable
         for (int e = 0; e < counts.Length; e++)
             for (long r = 0; r < counts[e]; r++) destination[row++] = e * maxRows + r;
         var slots = torch.tensor(destination, device: inputs.device);
-        var padded = torch.zeros([Count * maxRows, inputs.shape[1]], inputs.dtype, inputs.device)
-            .index_copy_(0, slots, inputs).view(Count, maxRows, -1);                       // [E, maxRows, H]
+        var padded = torch.zeros([Count * maxRows, inputs.shape[1]], _down.dtype, inputs.device)
+            .index_copy_(0, slots, inputs.to(_down.dtype)).view(Count, maxRows, -1);       // [E, maxRows, H], the weights' dtype
         var gateUp = torch.bmm(padded, _gateUp).chunk(2, 2);                               // 2 x [E, maxRows, F]
         var outputs = torch.bmm(F.silu(gateUp[0]).mul_(gateUp[1]), _down);                 // [E, maxRows, H]
-        return outputs.view(Count * maxRows, -1).index_select(0, slots);                   // [N, H]
+        return outputs.view(Count * maxRows, -1).index_select(0, slots).to(inputs.dtype);  // [N, H], the inputs' dtype
     }
 
     public void Dispose()

@@ -14,6 +14,9 @@ public sealed class MoeForCausalLM : IDisposable
 {
     public ModelConfig Config { get; }
     public ScalarType ComputeDtype { get; }
+
+    /// <summary>Dtype of the expert weights and their matrix products (the rest runs in <see cref="ComputeDtype"/>).</summary>
+    public ScalarType ExpertDtype { get; }
     public Device Device { get; }
 
     /// <summary>Where the experts live and how their devices run.</summary>
@@ -28,10 +31,11 @@ public sealed class MoeForCausalLM : IDisposable
     private readonly WorkerThreads? _workers;
     private readonly WorkerThreads?[] _expertThreads; // [D] per CPU device, when its experts are shared among threads
 
-    private MoeForCausalLM(ModelConfig config, WeightStore weights, ScalarType dtype, Device device, ExpertParallelPlan plan)
+    private MoeForCausalLM(ModelConfig config, WeightStore weights, ScalarType dtype, ScalarType expertDtype, Device device, ExpertParallelPlan plan)
     {
         Config = config;
         ComputeDtype = dtype;
+        ExpertDtype = expertDtype;
         Device = device;
         ExpertParallel = plan;
         _workers = plan.Concurrent && plan.DeviceCount > 1 ? new WorkerThreads(plan.DeviceCount) : null;
@@ -41,7 +45,7 @@ public sealed class MoeForCausalLM : IDisposable
         long v = config.VocabSize, h = config.HiddenSize;
         embed_tokens = weights.Load("model.embed_tokens.weight", [v, h], dtype, device);
         layers = new DecoderLayer[config.NumLayers];
-        for (int i = 0; i < layers.Length; i++) layers[i] = new DecoderLayer(config, i, weights, dtype, device, plan, _workers, _expertThreads);
+        for (int i = 0; i < layers.Length; i++) layers[i] = new DecoderLayer(config, i, weights, dtype, expertDtype, device, plan, _workers, _expertThreads);
         norm = new RmsNorm(weights.Load("model.norm.weight", [h], dtype, device), config.RmsNormEps);
         using (var head = config.TieWordEmbeddings && !weights.Contains("lm_head.weight")
             ? embed_tokens.alias()
@@ -53,9 +57,11 @@ public sealed class MoeForCausalLM : IDisposable
     /// <summary>Loads config.json and the weights of <paramref name="modelDir"/>.</summary>
     /// <param name="device">Where everything but the experts lives (and the experts too without <paramref name="expertParallel"/>).</param>
     /// <param name="expertParallel">Builds the expert placement once the checkpoint's shape is known; null keeps every expert on <paramref name="device"/>.</param>
+    /// <param name="expertDtype">Dtype of the expert weights and products; null: <paramref name="computeDtype"/>.</param>
     /// <exception cref="CheckpointException">A file or tensor is missing or malformed; the message names it.</exception>
     /// <exception cref="ArgumentException">The expert-parallel plan does not fit the checkpoint.</exception>
-    public static MoeForCausalLM Load(string modelDir, ScalarType computeDtype, Device device, Func<ModelConfig, ExpertParallelPlan>? expertParallel = null)
+    public static MoeForCausalLM Load(string modelDir, ScalarType computeDtype, Device device, Func<ModelConfig, ExpertParallelPlan>? expertParallel = null,
+        ScalarType? expertDtype = null)
     {
         var config = ModelConfig.Load(modelDir);
         var plan = expertParallel?.Invoke(config) ?? ExpertParallelPlan.Single(device, config.NumLayers, config.NumExperts);
@@ -63,7 +69,7 @@ public sealed class MoeForCausalLM : IDisposable
             throw new ArgumentException($"the expert placement covers {plan.Placement.Layers} layers on {plan.Placement.Devices} devices; the model has {config.NumLayers} layers and the plan {plan.DeviceCount} devices");
         using var weights = WeightStore.Open(modelDir);
         using var noGrad = torch.no_grad();
-        return new MoeForCausalLM(config, weights, computeDtype, device, plan);
+        return new MoeForCausalLM(config, weights, computeDtype, expertDtype ?? computeDtype, device, plan);
     }
 
     /// <summary>Allocates the paged key/value memory for <paramref name="blocks"/> blocks of <paramref name="blockSize"/> tokens.</summary>

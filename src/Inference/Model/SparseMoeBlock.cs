@@ -24,10 +24,12 @@ public sealed class SparseMoeBlock : IDisposable
     private readonly ShardedExperts _experts;
     private readonly GateSemantics _semantics;
 
+    /// <param name="dtype">Dtype of the router and of the hidden states in and out.</param>
+    /// <param name="expertDtype">Dtype of the expert weights and their products.</param>
     /// <param name="replicas">[E] devices holding each expert of this layer (indexes into <paramref name="expertDevices"/>).</param>
     /// <param name="workers">Threads that run the devices at once; null runs them in turn.</param>
     /// <param name="expertThreads">[D] threads that share each device's experts (null entries: one thread).</param>
-    public SparseMoeBlock(ModelConfig config, string prefix, WeightStore weights, ScalarType dtype, Device device,
+    public SparseMoeBlock(ModelConfig config, string prefix, WeightStore weights, ScalarType dtype, ScalarType expertDtype, Device device,
         int[][] replicas, Device[] expertDevices, WorkerThreads? workers, WorkerThreads?[] expertThreads)
     {
         long h = config.HiddenSize, f = config.IntermediateSize;
@@ -41,10 +43,10 @@ public sealed class SparseMoeBlock : IDisposable
         var down = new Tensor[config.NumExperts];
         for (int e = 0; e < config.NumExperts; e++)
         {
-            using var g = weights.Load($"{prefix}.experts.{e}.{gateName}.weight", [f, h], dtype, device);
-            using var u = weights.Load($"{prefix}.experts.{e}.{upName}.weight", [f, h], dtype, device);
+            using var g = weights.Load($"{prefix}.experts.{e}.{gateName}.weight", [f, h], expertDtype, device);
+            using var u = weights.Load($"{prefix}.experts.{e}.{upName}.weight", [f, h], expertDtype, device);
             gateUp[e] = torch.cat([g, u], dim: 0);
-            down[e] = weights.Load($"{prefix}.experts.{e}.{downName}.weight", [h, f], dtype, device);
+            down[e] = weights.Load($"{prefix}.experts.{e}.{downName}.weight", [h, f], expertDtype, device);
         }
         _experts = new ShardedExperts(gateUp, down, replicas, expertDevices, workers, expertThreads);
         foreach (var w in gateUp.Concat(down)) w.Dispose();

@@ -1,0 +1,51 @@
+using MoeServe.Inference.Checkpoint;
+using MoeServe.Inference.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoeServe.Unit.Tests;
+
+/// <summary>Model:ExpertDtype: what "auto" picks, and how the CPU's bfloat16 support is read.</summary>
+public class ExpertPrecisionTests
+{
+    private static ModelConfig Stored(string? dtype) =>
+        ModelConfig.Load(RepositoryPaths.Fixture("mixtral-tiny-bf16-sharded")) with { TorchDtype = dtype };
+
+    [Theory]
+    // auto: bfloat16 only for a BF16 checkpoint on hardware with native bfloat16 products.
+    [InlineData("auto", "bfloat16", true, ScalarType.Float32, ScalarType.BFloat16)]
+    [InlineData("auto", "bfloat16", false, ScalarType.Float32, ScalarType.Float32)]
+    [InlineData("auto", "float32", true, ScalarType.Float32, ScalarType.Float32)]
+    [InlineData("auto", null, true, ScalarType.Float32, ScalarType.Float32)]
+    [InlineData("auto", "float32", true, ScalarType.BFloat16, ScalarType.BFloat16)]
+    // Explicit settings win over the checkpoint and the CPU.
+    [InlineData("float32", "bfloat16", true, ScalarType.Float32, ScalarType.Float32)]
+    [InlineData("bfloat16", "float32", false, ScalarType.Float32, ScalarType.BFloat16)]
+    public void Resolve_picks_the_expert_dtype(string setting, string? stored, bool cpuHasBfloat16, ScalarType compute, ScalarType expected) =>
+        Assert.Equal(expected, ExpertPrecision.Resolve(setting, Stored(stored), compute, CPU, cpuHasBfloat16));
+
+    [Fact]
+    public void Resolve_refuses_an_unknown_setting() =>
+        Assert.Contains("float16", Assert.Throws<ArgumentException>(() =>
+            ExpertPrecision.Resolve("float16", Stored("bfloat16"), ScalarType.Float32, CPU, true)).Message);
+
+    [Theory]
+    [InlineData("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n", true)]
+    [InlineData("flags\t\t: fpu avx2 amx_bf16 amx_tile\n", true)]
+    [InlineData("flags\t\t: fpu avx2 avx512f avx512_vnni\n", false)]
+    [InlineData("processor\t: 0\n", false)]
+    public void Cpu_bfloat16_support_is_read_from_the_flags_line(string cpuinfo, bool expected)
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, "processor\t: 0\nvendor_id\t: AuthenticAMD\n" + cpuinfo);
+            Assert.Equal(expected, ExpertPrecision.CpuHasBfloat16DotProducts(path));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void A_missing_cpuinfo_means_no_bfloat16() =>
+        Assert.False(ExpertPrecision.CpuHasBfloat16DotProducts("/nonexistent/cpuinfo"));
+}
