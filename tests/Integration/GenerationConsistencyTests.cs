@@ -34,32 +34,67 @@ public sealed class GenerationConsistencyTests(ServerFixture fixture, Xunit.Abst
         return text.ToString();
     }
 
-    private async Task<(string[] Tokens, double[] Logprobs)> GreedyTokensAsync(string prompt, int maxTokens)
+    /// <param name="Tokens">Generated token texts.</param>
+    /// <param name="Logprobs">Logprob of each generated token.</param>
+    /// <param name="Margins">Logprob of the greedy choice minus that of the runner-up, at each position.</param>
+    private sealed record GreedyRun(string[] Tokens, double[] Logprobs, double[] Margins);
+
+    private async Task<GreedyRun> GreedyTokensAsync(string prompt, int maxTokens)
     {
         var body = HttpApi.CompletionBody(prompt, maxTokens);
-        body["logprobs"] = 0;
-        var choice = (await HttpApi.PostOkAsync(Http, HttpApi.Completions, body))["choices"]![0]!;
-        var lp = choice["logprobs"]!;
-        return (lp["tokens"]!.AsArray().Select(HttpApi.Text).ToArray(),
-            lp["token_logprobs"]!.AsArray().Select(t => t!.GetValue<double>()).ToArray());
+        body["logprobs"] = 2;
+        var lp = (await HttpApi.PostOkAsync(Http, HttpApi.Completions, body))["choices"]![0]!["logprobs"]!;
+        return new GreedyRun(lp["tokens"]!.AsArray().Select(HttpApi.Text).ToArray(),
+            lp["token_logprobs"]!.AsArray().Select(t => t!.GetValue<double>()).ToArray(),
+            lp["top_logprobs"]!.AsArray().Select(top =>
+            {
+                var best = top!.AsObject().Select(kv => kv.Value!.GetValue<double>()).OrderDescending().ToArray();
+                return best.Length > 1 ? best[0] - best[1] : double.PositiveInfinity;
+            }).ToArray());
     }
 
-    /// <summary>The default model and configuration: 16 prompts alone, then all at once (one batch of 16 decoding sequences).</summary>
+    /// <summary>
+    /// The default model and configuration: 16 prompts alone, then all at once (one batch of 16 decoding
+    /// sequences). Tokens must be the same and logprobs within <see cref="Tolerances.BatchedLogprob"/>. The one
+    /// allowed difference is a near-tie: where the alone run's greedy choice leads the runner-up by less than twice
+    /// that tolerance, batching may tip the choice, and the rest of that output then differs; a divergence
+    /// anywhere else fails. Scripture openings, which the shipped model continues confidently, make it rare.
+    /// </summary>
     [Fact]
     public async Task Greedy_tokens_are_the_same_alone_and_batched_with_15_others()
     {
-        var prompts = Enumerable.Range(0, 16).Select(i => $"In the {i + 1}th year of the reign, {new string('a', i % 5)} the").ToArray();
-        var alone = new List<(string[] Tokens, double[] Logprobs)>();
+        string[] prompts =
+        [
+            "In the beginning", "And God said", "And it came to pass", "Blessed are the", "The LORD is my",
+            "And Jesus answered", "Now the serpent", "And Moses said unto", "For God so loved", "Thus saith the LORD",
+            "And the children of Israel", "Then spake Jesus", "And he said unto them", "Behold, I send", "And the king said", "Hear, O Israel",
+        ];
+        var alone = new List<GreedyRun>();
         foreach (var p in prompts) alone.Add(await GreedyTokensAsync(p, 24));
         var together = await Task.WhenAll(prompts.Select(p => GreedyTokensAsync(p, 24)));
         double worst = 0;
+        int compared = 0, total = 0;
         for (int i = 0; i < prompts.Length; i++)
         {
-            Assert.Equal(alone[i].Tokens, together[i].Tokens);
-            worst = Math.Max(worst, alone[i].Logprobs.Zip(together[i].Logprobs).Max(p => Math.Abs(p.First - p.Second)));
+            int length = Math.Min(alone[i].Tokens.Length, together[i].Tokens.Length);
+            int diverged = Enumerable.Range(0, length).FirstOrDefault(t => alone[i].Tokens[t] != together[i].Tokens[t], -1);
+            if (diverged >= 0)
+            {
+                // Both logprobs of a near-tie may move by the tolerance, so a margin under twice it may tip.
+                Assert.True(alone[i].Margins[diverged] < 2 * Tolerances.BatchedLogprob,
+                    $"prompt {i}: token {diverged} is '{together[i].Tokens[diverged]}' batched, '{alone[i].Tokens[diverged]}' alone, which led by {alone[i].Margins[diverged]:F3}");
+                output.WriteLine($"prompt {i}: tipped at token {diverged} ('{alone[i].Tokens[diverged]}' alone, '{together[i].Tokens[diverged]}' batched), where it led by {alone[i].Margins[diverged]:F4}");
+                length = diverged;
+            }
+            else Assert.Equal(alone[i].Tokens.Length, together[i].Tokens.Length);
+            for (int t = 0; t < length; t++)
+                worst = Math.Max(worst, Math.Abs(alone[i].Logprobs[t] - together[i].Logprobs[t]));
+            compared += length;
+            total += alone[i].Tokens.Length;
         }
-        output.WriteLine($"16 prompts x 24 tokens: same greedy tokens; largest logprob difference {worst:E2} (tolerance {Tolerances.BatchedLogprob:E0})");
+        output.WriteLine($"16 prompts x 24 tokens: the same greedy tokens at {compared} of {total} positions (the rest after a near-tie); largest logprob difference {worst:E2} (tolerance {Tolerances.BatchedLogprob:E0})");
         Assert.True(worst <= Tolerances.BatchedLogprob, $"logprobs differ by up to {worst:E2}");
+        Assert.True(compared * 10 >= total * 9, $"only {compared} of {total} positions agree before a near-tie tipped");
     }
 
     [Fact]
