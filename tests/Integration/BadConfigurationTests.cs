@@ -12,6 +12,7 @@ public sealed class BadConfigurationTests
     [InlineData("--Engine:MaxBatchedTokens=1", "Engine:MaxBatchedTokens")]
     [InlineData("--Model:ComputeDtype=float64", "Model:ComputeDtype")]
     [InlineData("--Model:ExpertDtype=float16", "Model:ExpertDtype")]
+    [InlineData("--Model:BatchInvariant=sometimes", "Model:BatchInvariant")]
     [InlineData("--Model:Device=tpu", "Model:Device")]
     [InlineData("--Routing:Policy=nonsense", "Routing:Policy")]
     [InlineData("--Routing:CapacityFactor=-1", "Routing:CapacityFactor")]

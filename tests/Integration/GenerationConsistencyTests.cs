@@ -39,11 +39,11 @@ public sealed class GenerationConsistencyTests(ServerFixture fixture, Xunit.Abst
     /// <param name="Margins">Logprob of the greedy choice minus that of the runner-up, at each position.</param>
     private sealed record GreedyRun(string[] Tokens, double[] Logprobs, double[] Margins);
 
-    private async Task<GreedyRun> GreedyTokensAsync(string prompt, int maxTokens)
+    private static async Task<GreedyRun> GreedyTokensAsync(HttpClient http, string prompt, int maxTokens)
     {
         var body = HttpApi.CompletionBody(prompt, maxTokens);
         body["logprobs"] = 2;
-        var lp = (await HttpApi.PostOkAsync(Http, HttpApi.Completions, body))["choices"]![0]!["logprobs"]!;
+        var lp = (await HttpApi.PostOkAsync(http, HttpApi.Completions, body))["choices"]![0]!["logprobs"]!;
         return new GreedyRun(lp["tokens"]!.AsArray().Select(HttpApi.Text).ToArray(),
             lp["token_logprobs"]!.AsArray().Select(t => t!.GetValue<double>()).ToArray(),
             lp["top_logprobs"]!.AsArray().Select(top =>
@@ -63,18 +63,10 @@ public sealed class GenerationConsistencyTests(ServerFixture fixture, Xunit.Abst
     [Fact]
     public async Task Greedy_tokens_are_the_same_alone_and_batched_with_15_others()
     {
-        string[] prompts =
-        [
-            "In the beginning", "And God said", "And it came to pass", "Blessed are the", "The LORD is my",
-            "And Jesus answered", "Now the serpent", "And Moses said unto", "For God so loved", "Thus saith the LORD",
-            "And the children of Israel", "Then spake Jesus", "And he said unto them", "Behold, I send", "And the king said", "Hear, O Israel",
-        ];
-        var alone = new List<GreedyRun>();
-        foreach (var p in prompts) alone.Add(await GreedyTokensAsync(p, 24));
-        var together = await Task.WhenAll(prompts.Select(p => GreedyTokensAsync(p, 24)));
+        var (alone, together) = await AloneThenBatchedAsync(Http);
         double worst = 0;
         int compared = 0, total = 0;
-        for (int i = 0; i < prompts.Length; i++)
+        for (int i = 0; i < alone.Length; i++)
         {
             int length = Math.Min(alone[i].Tokens.Length, together[i].Tokens.Length);
             int diverged = Enumerable.Range(0, length).FirstOrDefault(t => alone[i].Tokens[t] != together[i].Tokens[t], -1);
@@ -95,6 +87,43 @@ public sealed class GenerationConsistencyTests(ServerFixture fixture, Xunit.Abst
         output.WriteLine($"16 prompts x 24 tokens: the same greedy tokens at {compared} of {total} positions (the rest after a near-tie); largest logprob difference {worst:E2} (tolerance {Tolerances.BatchedLogprob:E0})");
         Assert.True(worst <= Tolerances.BatchedLogprob, $"logprobs differ by up to {worst:E2}");
         Assert.True(compared * 10 >= total * 9, $"only {compared} of {total} positions agree before a near-tie tipped");
+    }
+
+    /// <summary>Scripture openings, which the shipped model continues confidently; 24 greedy tokens each.</summary>
+    private static readonly string[] BatchingPrompts =
+    [
+        "In the beginning", "And God said", "And it came to pass", "Blessed are the", "The LORD is my",
+        "And Jesus answered", "Now the serpent", "And Moses said unto", "For God so loved", "Thus saith the LORD",
+        "And the children of Israel", "Then spake Jesus", "And he said unto them", "Behold, I send", "And the king said", "Hear, O Israel",
+    ];
+
+    /// <summary>The 16 prompts one at a time, then all at once (one batch of 16 decoding sequences).</summary>
+    private static async Task<(GreedyRun[] Alone, GreedyRun[] Together)> AloneThenBatchedAsync(HttpClient http)
+    {
+        var alone = new List<GreedyRun>();
+        foreach (var p in BatchingPrompts) alone.Add(await GreedyTokensAsync(http, p, 24));
+        var together = await Task.WhenAll(BatchingPrompts.Select(p => GreedyTokensAsync(http, p, 24)));
+        return ([.. alone], together);
+    }
+
+    /// <summary>
+    /// Model:BatchInvariant: the same 16 prompts give exactly the same tokens alone and batched, and logprobs
+    /// within 1e-4 (the hidden states are bit-identical; only the output layer's product differs, by about 1e-6).
+    /// </summary>
+    [Fact]
+    public async Task Batch_invariant_mode_gives_the_same_tokens_and_logprobs_alone_and_batched()
+    {
+        await using var server = await ServerProcess.StartAsync("batch-invariant", "--Model:BatchInvariant=true");
+        using var http = new HttpClient { BaseAddress = server.BaseUri, Timeout = TimeSpan.FromSeconds(120) };
+        var (alone, together) = await AloneThenBatchedAsync(http);
+        double worst = 0;
+        for (int i = 0; i < alone.Length; i++)
+        {
+            Assert.Equal(alone[i].Tokens, together[i].Tokens);
+            worst = Math.Max(worst, alone[i].Logprobs.Zip(together[i].Logprobs).Max(p => Math.Abs(p.First - p.Second)));
+        }
+        output.WriteLine($"batch-invariant: 16 prompts, the same tokens; largest logprob difference {worst:E2}");
+        Assert.True(worst < 1e-4, $"logprobs differ by up to {worst:E2}");
     }
 
     [Fact]

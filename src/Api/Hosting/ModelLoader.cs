@@ -39,7 +39,7 @@ public sealed class ModelLoader(
             var expertParallel = expertParallelOptions.Value;
             var model = MoeForCausalLM.Load(dir, dtype, device, config => (expertParallel.ToPlan(config, environment.ContentRootPath)
                 ?? Inference.Parallel.ExpertParallelPlan.Single(device, config.NumLayers, config.NumExperts)) with { ThreadsPerDevice = expertParallel.ThreadsPerDevice },
-                expertDtype);
+                expertDtype, options.BatchInvariant);
             var tokenizer = ModelTokenizer.Load(dir, model.Config);
             _engine = new InferenceEngine(model, tokenizer, engineOptions.Value, observer, options.MaxModelLen, engineLogger, routingOptions.Value.ToConfig());
             int context = _engine.MaxContextTokens;
@@ -47,8 +47,8 @@ public sealed class ModelLoader(
             state.SetReady(new ServedModel(id, _engine, tokenizer, context, DateTimeOffset.UtcNow.ToUnixTimeSeconds()));
             var plan = model.ExpertParallel;
             metrics.SetDevices(plan.Names);
-            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype} (experts in {ExpertDtype}); experts on {Devices} ({Placement} placement, {Redundant} redundant, {Execution}, {Threads} thread(s) per device); chat template {Template}; loaded in {Seconds:F1}s",
-                id, model.Config.ModelType, model.Config.NumLayers, model.Config.NumExperts, model.Config.ExpertsPerToken, dir, device, dtype, expertDtype,
+            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype} (experts in {ExpertDtype}, batch-invariant {BatchInvariant}); experts on {Devices} ({Placement} placement, {Redundant} redundant, {Execution}, {Threads} thread(s) per device); chat template {Template}; loaded in {Seconds:F1}s",
+                id, model.Config.ModelType, model.Config.NumLayers, model.Config.NumExperts, model.Config.ExpertsPerToken, dir, device, dtype, expertDtype, options.BatchInvariant,
                 string.Join(", ", plan.Names), plan.Placement.Mode, plan.Placement.RedundantExperts, plan.Concurrent ? "concurrent" : "in turn", plan.ThreadsPerDevice,
                 tokenizer.ChatTemplate.Name, (DateTime.UtcNow - started).TotalSeconds);
         }

@@ -23,8 +23,11 @@ public sealed class Attention : IDisposable
     private readonly int _layer;
     private readonly long[] _splits; // sizes of q, k, v in the fused projection
 
-    public Attention(ModelConfig config, int layer, string prefix, WeightStore weights, ScalarType dtype, Device device)
+    /// <param name="batchInvariant">Pad the projections' small calls so that a row's result does not depend on
+    /// the rest of the batch (see <see cref="Projection.BatchInvariantRows"/>).</param>
+    public Attention(ModelConfig config, int layer, string prefix, WeightStore weights, ScalarType dtype, Device device, bool batchInvariant = false)
     {
+        int minRows = batchInvariant ? Projection.BatchInvariantRows : 1;
         _config = config;
         _layer = layer;
         long h = config.HiddenSize, qDim = config.NumHeads * config.HeadDim, kvDim = config.NumKvHeads * config.HeadDim;
@@ -32,10 +35,10 @@ public sealed class Attention : IDisposable
         using (var k = weights.Load($"{prefix}.k_proj.weight", [kvDim, h], dtype, device))
         using (var v = weights.Load($"{prefix}.v_proj.weight", [kvDim, h], dtype, device))
         using (var qkv = torch.cat([q, k, v], dim: 0))
-            qkv_proj = new Projection(qkv);
+            qkv_proj = new Projection(qkv, minRows);
         _splits = [qDim, kvDim, kvDim];
         using (var o = weights.Load($"{prefix}.o_proj.weight", [h, qDim], dtype, device))
-            o_proj = new Projection(o);
+            o_proj = new Projection(o, minRows);
         if (config.HasQkNorm)
         {
             q_norm = new RmsNorm(weights.Load($"{prefix}.q_norm.weight", [qDim], dtype, device), config.RmsNormEps);

@@ -32,7 +32,15 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
     /// <summary>[B, 1, 1, Smax] bool, true where a position is the sequence's own (false on padding); null when no sequence is padded.</summary>
     public Tensor? DecodeAllowed { get; set; }
 
-    public static AttentionInput Build(ForwardBatch batch, RotaryTables rotary, Device device)
+    /// <summary>
+    /// Batched decode attention pads every sequence to the batch's longest. libtorch's CPU attention sums over the
+    /// positions in blocks of vector width, so a sequence's result depends on how far it is padded, unless the padded
+    /// length is a multiple of this: masked positions then only add zeros to each lane (measured: bit-identical).
+    /// </summary>
+    public const int BatchInvariantPositions = 16;
+
+    /// <param name="positionMultiple">Pad decode attention to a multiple of this many positions (see <see cref="BatchInvariantPositions"/>).</param>
+    public static AttentionInput Build(ForwardBatch batch, RotaryTables rotary, Device device, int positionMultiple = 1)
     {
         var input = new AttentionInput(batch.Cache, rotary);
         var decodes = batch.Sequences.Where(s => s.Length == 1 && s.Past > 0).ToList();
@@ -43,6 +51,7 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
         if (decodes.Count > 0)
         {
             int max = decodes.Max(s => s.Slots.Length);
+            max = (max + positionMultiple - 1) / positionMultiple * positionMultiple;
             var slots = new long[decodes.Count * max];
             var allowed = new bool[decodes.Count * max];
             for (int b = 0; b < decodes.Count; b++)

@@ -16,13 +16,13 @@ public sealed class DecoderLayer : IDisposable
     private readonly int _layer;
 
     public DecoderLayer(ModelConfig config, int layer, WeightStore weights, ScalarType dtype, ScalarType expertDtype, Device device,
-        ExpertParallelPlan plan, WorkerThreads? workers, WorkerThreads?[] expertThreads)
+        ExpertParallelPlan plan, WorkerThreads? workers, WorkerThreads?[] expertThreads, bool batchInvariant)
     {
         _layer = layer;
         string prefix = $"model.layers.{layer}";
         long h = config.HiddenSize;
         input_layernorm = new RmsNorm(weights.Load($"{prefix}.input_layernorm.weight", [h], dtype, device), config.RmsNormEps);
-        self_attn = new Attention(config, layer, $"{prefix}.self_attn", weights, dtype, device);
+        self_attn = new Attention(config, layer, $"{prefix}.self_attn", weights, dtype, device, batchInvariant);
         post_attention_layernorm = new RmsNorm(weights.Load($"{prefix}.post_attention_layernorm.weight", [h], dtype, device), config.RmsNormEps);
         string moePrefix = config.ModelType == "mixtral" ? $"{prefix}.block_sparse_moe" : $"{prefix}.mlp";
         moe = new SparseMoeBlock(config, moePrefix, weights, dtype, expertDtype, device, plan.Placement.Replicas[layer], plan.Devices, workers, expertThreads);

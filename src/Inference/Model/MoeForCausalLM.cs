@@ -17,6 +17,12 @@ public sealed class MoeForCausalLM : IDisposable
 
     /// <summary>Dtype of the expert weights and their matrix products (the rest runs in <see cref="ComputeDtype"/>).</summary>
     public ScalarType ExpertDtype { get; }
+
+    /// <summary>
+    /// Whether a sequence's outputs are bit-identical whatever else shares its forward pass (on CPU). Without it
+    /// they differ by about 1e-6, which bfloat16 experts, rounding their inputs, now and then turn into 1e-3.
+    /// </summary>
+    public bool BatchInvariant { get; }
     public Device Device { get; }
 
     /// <summary>Where the experts live and how their devices run.</summary>
@@ -31,11 +37,13 @@ public sealed class MoeForCausalLM : IDisposable
     private readonly WorkerThreads? _workers;
     private readonly WorkerThreads?[] _expertThreads; // [D] per CPU device, when its experts are shared among threads
 
-    private MoeForCausalLM(ModelConfig config, WeightStore weights, ScalarType dtype, ScalarType expertDtype, Device device, ExpertParallelPlan plan)
+    private MoeForCausalLM(ModelConfig config, WeightStore weights, ScalarType dtype, ScalarType expertDtype, Device device, ExpertParallelPlan plan,
+        bool batchInvariant)
     {
         Config = config;
         ComputeDtype = dtype;
         ExpertDtype = expertDtype;
+        BatchInvariant = batchInvariant;
         Device = device;
         ExpertParallel = plan;
         _workers = plan.Concurrent && plan.DeviceCount > 1 ? new WorkerThreads(plan.DeviceCount) : null;
@@ -45,7 +53,7 @@ public sealed class MoeForCausalLM : IDisposable
         long v = config.VocabSize, h = config.HiddenSize;
         embed_tokens = weights.Load("model.embed_tokens.weight", [v, h], dtype, device);
         layers = new DecoderLayer[config.NumLayers];
-        for (int i = 0; i < layers.Length; i++) layers[i] = new DecoderLayer(config, i, weights, dtype, expertDtype, device, plan, _workers, _expertThreads);
+        for (int i = 0; i < layers.Length; i++) layers[i] = new DecoderLayer(config, i, weights, dtype, expertDtype, device, plan, _workers, _expertThreads, batchInvariant);
         norm = new RmsNorm(weights.Load("model.norm.weight", [h], dtype, device), config.RmsNormEps);
         using (var head = config.TieWordEmbeddings && !weights.Contains("lm_head.weight")
             ? embed_tokens.alias()
@@ -58,10 +66,11 @@ public sealed class MoeForCausalLM : IDisposable
     /// <param name="device">Where everything but the experts lives (and the experts too without <paramref name="expertParallel"/>).</param>
     /// <param name="expertParallel">Builds the expert placement once the checkpoint's shape is known; null keeps every expert on <paramref name="device"/>.</param>
     /// <param name="expertDtype">Dtype of the expert weights and products; null: <paramref name="computeDtype"/>.</param>
+    /// <param name="batchInvariant">See <see cref="BatchInvariant"/>.</param>
     /// <exception cref="CheckpointException">A file or tensor is missing or malformed; the message names it.</exception>
     /// <exception cref="ArgumentException">The expert-parallel plan does not fit the checkpoint.</exception>
     public static MoeForCausalLM Load(string modelDir, ScalarType computeDtype, Device device, Func<ModelConfig, ExpertParallelPlan>? expertParallel = null,
-        ScalarType? expertDtype = null)
+        ScalarType? expertDtype = null, bool batchInvariant = false)
     {
         var config = ModelConfig.Load(modelDir);
         var plan = expertParallel?.Invoke(config) ?? ExpertParallelPlan.Single(device, config.NumLayers, config.NumExperts);
@@ -69,7 +78,7 @@ public sealed class MoeForCausalLM : IDisposable
             throw new ArgumentException($"the expert placement covers {plan.Placement.Layers} layers on {plan.Placement.Devices} devices; the model has {config.NumLayers} layers and the plan {plan.DeviceCount} devices");
         using var weights = WeightStore.Open(modelDir);
         using var noGrad = torch.no_grad();
-        return new MoeForCausalLM(config, weights, computeDtype, expertDtype ?? computeDtype, device, plan);
+        return new MoeForCausalLM(config, weights, computeDtype, expertDtype ?? computeDtype, device, plan, batchInvariant);
     }
 
     /// <summary>Allocates the paged key/value memory for <paramref name="blocks"/> blocks of <paramref name="blockSize"/> tokens.</summary>
@@ -94,7 +103,8 @@ public sealed class MoeForCausalLM : IDisposable
         var ids = torch.tensor(batch.TokenIds, device: Device);     // [T]
         var positions = torch.tensor(positionsHost, device: Device); // [T]
         var x = embed_tokens.index_select(0, ids);                   // [T, H]
-        using var attention = AttentionInput.Build(batch, _rope.Tables(positions, ComputeDtype), Device);
+        using var attention = AttentionInput.Build(batch, _rope.Tables(positions, ComputeDtype), Device,
+            BatchInvariant ? AttentionInput.BatchInvariantPositions : 1);
         var routing = batch.Routing ?? BatchRouting.All((int)t, RoutingPolicy.Vanilla);
         var stats = new StepRoutingStats(layers.Length, Config.NumExperts, (int)t, ExpertParallel.DeviceCount);
         for (int i = 0; i < layers.Length; i++) x = layers[i].Forward(x, _rope, attention, routing, stats);
