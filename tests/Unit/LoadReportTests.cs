@@ -45,4 +45,18 @@ public class LoadReportTests
         Assert.Equal("**250.0**", Cell("single-stream decode tok/s"));
         Assert.Contains("| 2 | x6.00 |", report);
     }
+
+    [Fact]
+    public void Failed_requests_are_listed_by_reason_under_the_table()
+    {
+        var requests = Requests(5, 0.003);
+        requests.Add(new RequestTiming(0, null, 0.1, [], 0, "connection: Connection refused"));
+        requests.Add(new RequestTiming(0, null, 0.1, [], 0, "connection: Connection refused"));
+        requests.Add(new RequestTiming(200, null, 0.1, [], 0)); // a stream that ended before its first token
+        requests.Add(new RequestTiming(429, null, 0.1, [], 0, "status 429: queue full")); // refused, not an error
+        var level = new LevelResult(4, 10, requests);
+        Assert.Equal(3, level.Errors);
+        Assert.Equal("\n- errors at concurrency 4: 2 x connection: Connection refused; 1 x 200 without a token chunk\n", LoadReport.FailureLines([level]));
+        Assert.Equal("", LoadReport.FailureLines([new LevelResult(1, 10, Requests(3, 0.003))]));
+    }
 }

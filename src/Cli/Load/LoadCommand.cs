@@ -132,7 +132,8 @@ public static class LoadCommand
         return string.Create(CultureInfo.InvariantCulture,
             $"\n### Soak: {level} streaming clients for {settings.Soak.TotalSeconds:F0} s\n\n" +
             $"- requests completed {soak.Completed}, refused with 429 {soak.Rejected}, 5xx or failed {fiveHundreds}, other errors {soak.Errors - fiveHundreds}\n" +
-            $"- server RSS: first {window:F0} s mean {first:F0} MiB, last {window:F0} s mean {last:F0} MiB, change {Math.Round((last - first) / first * 100, 1):+0.0;-0.0;0.0}%, peak {samples.Max(s => s.Mib):F0} MiB\n");
+            $"- server RSS: first {window:F0} s mean {first:F0} MiB, last {window:F0} s mean {last:F0} MiB, change {Math.Round((last - first) / first * 100, 1):+0.0;-0.0;0.0}%, peak {samples.Max(s => s.Mib):F0} MiB\n") +
+            LoadReport.FailureLines([soak]);
     }
 
     private static async Task<string> ServedModelAsync(HttpClient http, CancellationToken ct)

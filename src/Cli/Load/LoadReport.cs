@@ -10,6 +10,19 @@ namespace MoeServe.Cli.Load;
 /// </summary>
 public static class LoadReport
 {
+    /// <summary>One line per concurrency level with errors: how many failed, and why (most frequent reasons first).</summary>
+    public static string FailureLines(IEnumerable<LevelResult> levels)
+    {
+        var sb = new StringBuilder();
+        foreach (var l in levels.Where(l => l.Errors > 0))
+        {
+            var reasons = l.Requests.Where(r => !r.Succeeded && r.Status != 429).GroupBy(r => r.FailureReason)
+                .OrderByDescending(g => g.Count()).Select(g => $"{g.Count()} x {g.Key}");
+            sb.AppendLine().Append(Invariant($"- errors at concurrency {l.Concurrency}: {string.Join("; ", reasons)}"));
+        }
+        return sb.Length == 0 ? "" : sb.AppendLine().ToString();
+    }
+
     public static string Markdown(IReadOnlyList<LoadRound> rounds, string header)
     {
         var pooled = LoadRound.Pool(rounds);
@@ -20,6 +33,7 @@ public static class LoadReport
         foreach (var l in pooled)
             sb.AppendLine(Invariant(
                 $"| {l.Concurrency} | {l.Completed} | {l.RequestsPerSecond:F2} | {l.OutputTokensPerSecond:F1} | {l.TtftP50 * 1000:F1} | {l.TtftP99 * 1000:F1} | {l.EndToEndP50:F2} | {l.EndToEndP99:F2} | {l.InterTokenP50 * 1000:F2} | {l.InterTokenP99 * 1000:F2} | {l.Rejected} | {l.Errors} |"));
+        sb.Append(FailureLines(pooled));
         if (rounds[0].Level(1) is null) return sb.ToString();
 
         // Per round: each level against concurrency 1, and concurrency 1 against the peer of the same round.

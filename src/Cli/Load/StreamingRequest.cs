@@ -31,13 +31,18 @@ public static class StreamingRequest
         {
             response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
         }
-        catch (HttpRequestException)
+        catch (HttpRequestException e)
         {
-            return new RequestTiming(0, null, clock.Elapsed.TotalSeconds, [], 0);
+            return new RequestTiming(0, null, clock.Elapsed.TotalSeconds, [], 0, $"connection: {e.Message}");
         }
         using (response)
         {
-            if (!response.IsSuccessStatusCode) return new RequestTiming((int)response.StatusCode, null, clock.Elapsed.TotalSeconds, [], 0);
+            if (!response.IsSuccessStatusCode)
+            {
+                string text = await response.Content.ReadAsStringAsync(ct);
+                return new RequestTiming((int)response.StatusCode, null, clock.Elapsed.TotalSeconds, [], 0,
+                    $"status {(int)response.StatusCode}: {text[..Math.Min(text.Length, 200)]}");
+            }
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(ct));
             double? first = null;
             double last = 0;
@@ -50,7 +55,7 @@ public static class StreamingRequest
                 if (data == "[DONE]") break;
                 // The client shares the machine with the server: only the final usage chunk is parsed as
                 // JSON; token chunks are recognised by their logprobs object.
-                if (data.StartsWith("{\"error\"")) return new RequestTiming(500, first, clock.Elapsed.TotalSeconds, gaps, outputTokens);
+                if (data.StartsWith("{\"error\"")) return new RequestTiming(500, first, clock.Elapsed.TotalSeconds, gaps, outputTokens, $"error event: {data[..Math.Min(data.Length, 200)]}");
                 if (data.Contains("\"usage\":{"))
                 {
                     using var doc = JsonDocument.Parse(data);
