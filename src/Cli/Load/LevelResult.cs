@@ -9,7 +9,9 @@ public sealed record LevelResult(int Concurrency, double Seconds, IReadOnlyList<
 
     public int Completed => Ok.Count();
     public int Rejected => Requests.Count(r => r.Status == 429);
-    public int Errors => Requests.Count(r => !r.Succeeded && r.Status != 429);
+    /// <summary>Requests that neither succeeded nor were refused with 429.</summary>
+    public IEnumerable<RequestTiming> Failed => Requests.Where(r => !r.Succeeded && r.Status != 429);
+    public int Errors => Failed.Count();
     public double RequestsPerSecond => Completed / Seconds;
     public double OutputTokensPerSecond => Ok.Sum(r => r.OutputTokens) / Seconds;
     public double TtftP50 => P(Ok.Select(r => r.FirstToken!.Value), 50);

@@ -16,7 +16,7 @@ public static class LoadReport
         var sb = new StringBuilder();
         foreach (var l in levels.Where(l => l.Errors > 0))
         {
-            var reasons = l.Requests.Where(r => !r.Succeeded && r.Status != 429).GroupBy(r => r.FailureReason)
+            var reasons = l.Failed.GroupBy(r => r.FailureReason)
                 .OrderByDescending(g => g.Count()).Select(g => $"{g.Count()} x {g.Key}");
             sb.AppendLine().Append(Invariant($"- errors at concurrency {l.Concurrency}: {string.Join("; ", reasons)}"));
         }

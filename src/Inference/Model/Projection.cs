@@ -36,8 +36,9 @@ public sealed class Projection : IDisposable
     /// <returns>[..., out] compute dtype.</returns>
     public Tensor Forward(Tensor x)
     {
-        long rows = x.dim() == 2 ? x.shape[0] : MinRows;
-        if (rows >= MinRows) return x.matmul(Transposed);
+        // MinRows first: the default (1) must not pay for reading the shape on every call.
+        if (MinRows <= 1 || x.dim() != 2 || x.shape[0] >= MinRows) return x.matmul(Transposed);
+        long rows = x.shape[0];
         using var scope = NewDisposeScope();
         var padded = torch.cat([x, x.new_zeros(MinRows - rows, x.shape[1])], 0); // [MinRows, in]
         return padded.matmul(Transposed).narrow(0, 0, rows).MoveToOuterDisposeScope();
