@@ -11,7 +11,7 @@ public sealed class BadConfigurationTests
     [InlineData("--Engine:MaxRunningSequences=0", "Engine:MaxRunningSequences")]
     [InlineData("--Engine:MaxBatchedTokens=1", "Engine:MaxBatchedTokens")]
     [InlineData("--Model:ComputeDtype=float64", "Model:ComputeDtype")]
-    [InlineData("--Model:ExpertDtype=float16", "Model:ExpertDtype")]
+    [InlineData("--Model:ExpertDtype=float64", "Model:ExpertDtype")]
     [InlineData("--Model:BatchInvariant=sometimes", "Model:BatchInvariant")]
     [InlineData("--Model:Device=tpu", "Model:Device")]
     [InlineData("--Routing:Policy=nonsense", "Routing:Policy")]

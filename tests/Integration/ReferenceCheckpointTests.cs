@@ -6,9 +6,9 @@ namespace MoeServe.Integration.Tests;
 /// <summary>
 /// "--Model:Path=DIR serves any Hugging Face style checkpoint": the server started on each tiny reference
 /// checkpoint (sharded BF16 Mixtral, F32 OLMoE, F16 tied OLMoE) answers over HTTP with the greedy tokens and
-/// logprobs that the float32 Hugging Face reference computed (tests/fixtures/*/expected.json). The experts run in
-/// float32 too (Model:ExpertDtype would otherwise pick bfloat16 for the BF16 checkpoint on a CPU with bfloat16
-/// products); ReferenceNumericsTests bounds what bfloat16 experts change.
+/// logprobs that the float32 Hugging Face reference computed (tests/fixtures/*/expected.json), under the default
+/// Model:ExpertDtype: float16 experts (FBGEMM, float32 arithmetic on the exact stored weights) for the BF16 and F16
+/// checkpoints, float32 for the F32 one. ReferenceNumericsTests bounds what bfloat16 experts change.
 /// </summary>
 public sealed class ReferenceCheckpointTests
 {
@@ -24,7 +24,7 @@ public sealed class ReferenceCheckpointTests
         Assert.True(File.Exists(Path.Combine(dir, "expected.json")), $"reference fixture missing: {dir} (scripts/reference/make_fixtures.py writes it)");
         var expected = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")))!;
 
-        await using var server = await ServerProcess.StartAsync(fixtureName, $"--Model:Path=tests/fixtures/{fixtureName}", "--Model:ExpertDtype=float32");
+        await using var server = await ServerProcess.StartAsync(fixtureName, $"--Model:Path=tests/fixtures/{fixtureName}");
         using var http = new HttpClient { BaseAddress = server.BaseUri, Timeout = TimeSpan.FromSeconds(60) };
 
         // The model id is the folder's name.

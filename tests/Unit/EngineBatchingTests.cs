@@ -61,10 +61,11 @@ public class EngineBatchingTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.True(worst < LogprobTolerance, $"{what}: logprobs differ by {worst:E2}");
     }
 
-    /// <summary>Also with bfloat16 experts (Model:ExpertDtype), whose products must not depend on how many rows an expert gets.</summary>
+    /// <summary>Also with bfloat16 and float16 experts (Model:ExpertDtype), whose products must not depend on how many rows an expert gets.</summary>
     [Theory]
     [InlineData(torch.ScalarType.Float32)]
     [InlineData(torch.ScalarType.BFloat16)]
+    [InlineData(torch.ScalarType.Float16)]
     public async Task Greedy_output_is_the_same_alone_and_batched_with_15_others(torch.ScalarType expertDtype)
     {
         var prompts = Enumerable.Range(0, 16).Select(i => Prompt(i, 8 + 5 * i)).ToList();

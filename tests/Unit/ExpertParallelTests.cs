@@ -144,9 +144,11 @@ public class ExpertParallelTests
     }
 
     [Theory]
-    [InlineData(2)]
-    [InlineData(3)]
-    public void Experts_shared_among_threads_give_the_one_thread_output_to_the_bit(int threadCount)
+    [InlineData(2, ScalarType.Float32)]
+    [InlineData(3, ScalarType.Float32)]
+    [InlineData(2, ScalarType.Float16)] // FBGEMM-packed experts
+    [InlineData(3, ScalarType.Float16)]
+    public void Experts_shared_among_threads_give_the_one_thread_output_to_the_bit(int threadCount, ScalarType weightDtype)
     {
         using var inference = torch.inference_mode();
         using var scope = NewDisposeScope();
@@ -154,8 +156,8 @@ public class ExpertParallelTests
         // The shipped model's expert shape (past the grouped product's size limit), uneven loads, one idle expert.
         long h = 256, f = 512;
         long[] counts = [9, 0, 4, 1, 7, 3, 2, 6];
-        var gateUp = counts.Select(_ => torch.randn([2 * f, h], generator: generator)).ToList();
-        var down = counts.Select(_ => torch.randn([h, f], generator: generator)).ToList();
+        var gateUp = counts.Select(_ => torch.randn([2 * f, h], generator: generator).to(weightDtype)).ToList();
+        var down = counts.Select(_ => torch.randn([h, f], generator: generator).to(weightDtype)).ToList();
         using var bank = new ExpertBank(gateUp, down);
         var inputs = torch.randn([counts.Sum(), h], generator: generator);
         using var threads = new WorkerThreads(threadCount, "test-experts");

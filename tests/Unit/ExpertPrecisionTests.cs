@@ -12,22 +12,40 @@ public class ExpertPrecisionTests
         ModelConfig.Load(RepositoryPaths.Fixture("mixtral-tiny-bf16-sharded")) with { TorchDtype = dtype };
 
     [Theory]
-    // auto: bfloat16 only for a BF16 checkpoint on hardware with native bfloat16 products.
-    [InlineData("auto", "bfloat16", true, ScalarType.Float32, ScalarType.BFloat16)]
-    [InlineData("auto", "bfloat16", false, ScalarType.Float32, ScalarType.Float32)]
-    [InlineData("auto", "float32", true, ScalarType.Float32, ScalarType.Float32)]
-    [InlineData("auto", null, true, ScalarType.Float32, ScalarType.Float32)]
-    [InlineData("auto", "float32", true, ScalarType.BFloat16, ScalarType.BFloat16)]
+    // auto on CPU: float16 (FBGEMM) for a 16-bit checkpoint where FBGEMM runs, else bfloat16 for a BF16 checkpoint
+    // with native bfloat16 products, else the compute dtype.
+    [InlineData("auto", "bfloat16", true, true, ScalarType.Float32, ScalarType.Float16)]
+    [InlineData("auto", "float16", false, true, ScalarType.Float32, ScalarType.Float16)]
+    [InlineData("auto", "bfloat16", true, false, ScalarType.Float32, ScalarType.BFloat16)]
+    [InlineData("auto", "bfloat16", false, false, ScalarType.Float32, ScalarType.Float32)]
+    [InlineData("auto", "float16", true, false, ScalarType.Float32, ScalarType.Float32)]
+    [InlineData("auto", "float32", true, true, ScalarType.Float32, ScalarType.Float32)]
+    [InlineData("auto", null, true, true, ScalarType.Float32, ScalarType.Float32)]
+    [InlineData("auto", "float32", true, true, ScalarType.BFloat16, ScalarType.BFloat16)]
     // Explicit settings win over the checkpoint and the CPU.
-    [InlineData("float32", "bfloat16", true, ScalarType.Float32, ScalarType.Float32)]
-    [InlineData("bfloat16", "float32", false, ScalarType.Float32, ScalarType.BFloat16)]
-    public void Resolve_picks_the_expert_dtype(string setting, string? stored, bool cpuHasBfloat16, ScalarType compute, ScalarType expected) =>
-        Assert.Equal(expected, ExpertPrecision.Resolve(setting, Stored(stored), compute, CPU, cpuHasBfloat16));
+    [InlineData("float32", "bfloat16", true, true, ScalarType.Float32, ScalarType.Float32)]
+    [InlineData("bfloat16", "float32", false, true, ScalarType.Float32, ScalarType.BFloat16)]
+    [InlineData("float16", "float32", false, true, ScalarType.Float32, ScalarType.Float16)]
+    public void Resolve_picks_the_expert_dtype(string setting, string? stored, bool cpuHasBfloat16, bool cpuHasFbgemm, ScalarType compute, ScalarType expected) =>
+        Assert.Equal(expected, ExpertPrecision.Resolve(setting, Stored(stored), compute, CPU, cpuHasBfloat16, cpuHasFbgemm));
+
+    [Fact]
+    public void Auto_on_cuda_keeps_bfloat16_for_a_bfloat16_checkpoint() =>
+        Assert.Equal(ScalarType.BFloat16, ExpertPrecision.Resolve("auto", Stored("bfloat16"), ScalarType.Float32, new Device(DeviceType.CUDA, 0), false, true));
 
     [Fact]
     public void Resolve_refuses_an_unknown_setting() =>
-        Assert.Contains("float16", Assert.Throws<ArgumentException>(() =>
-            ExpertPrecision.Resolve("float16", Stored("bfloat16"), ScalarType.Float32, CPU, true)).Message);
+        Assert.Contains("float64", Assert.Throws<ArgumentException>(() =>
+            ExpertPrecision.Resolve("float64", Stored("bfloat16"), ScalarType.Float32, CPU, true, true)).Message);
+
+    [Fact]
+    public void Float16_on_a_cpu_without_fbgemm_is_refused() =>
+        Assert.Contains("FBGEMM", Assert.Throws<ArgumentException>(() =>
+            ExpertPrecision.Resolve("float16", Stored("bfloat16"), ScalarType.Float32, CPU, true, false)).Message);
+
+    [Fact]
+    public void Fbgemm_runs_on_this_x86_64_build() =>
+        Assert.True(HalfPackedExperts.Available, "libtorch-cpu-linux-x64 has FBGEMM and every x86-64 CPU these tests run on has AVX2");
 
     [Theory]
     [InlineData("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n", true)]

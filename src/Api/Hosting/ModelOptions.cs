@@ -17,9 +17,11 @@ public sealed class ModelOptions : IValidatableObject
     public string ComputeDtype { get; set; } = "float32";
 
     /// <summary>
-    /// Dtype of the expert weights and their products: auto (default), float32 or bfloat16. auto is bfloat16 for
-    /// a checkpoint stored in bfloat16 on a device with native bfloat16 products (CUDA, or a CPU with AVX-512
-    /// BF16 or AMX), else <see cref="ComputeDtype"/> (see MoeServe.Inference.Model.ExpertPrecision).
+    /// Dtype of the expert weights and their products: auto (default), float32, bfloat16 or float16. For a
+    /// checkpoint stored in bfloat16 or float16, auto is float16 on a CPU where FBGEMM runs (its packed float16
+    /// products with float32 rows: the float32 model on the stored weights, at half the weight traffic), else
+    /// bfloat16 for a bfloat16 checkpoint on a device with native bfloat16 products (CUDA, or a CPU with AVX-512
+    /// BF16 or AMX); otherwise <see cref="ComputeDtype"/> (see MoeServe.Inference.Model.ExpertPrecision).
     /// </summary>
     public string ExpertDtype { get; set; } = "auto";
 
@@ -28,7 +30,7 @@ public sealed class ModelOptions : IValidatableObject
     /// products are padded to the kernel that larger ones use, and decode attention to a multiple of 16 positions,
     /// so the hidden states are bit-identical (logprobs then agree to 2e-6: the output layer is not padded).
     /// Costs about 8% of a batch-1 decode step with the default model, so it is off by default, as in vLLM.
-    /// Without it outputs agree to about 1e-6 with float32 experts; bfloat16 experts, rounding their inputs, turn
+    /// Without it outputs agree to about 1e-6 with float32 or float16 experts; bfloat16 experts, rounding their inputs, turn
     /// that into up to 1e-2, which can tip a greedy choice at a near-tie.
     /// </summary>
     public bool BatchInvariant { get; set; }
@@ -47,8 +49,8 @@ public sealed class ModelOptions : IValidatableObject
     {
         if (ComputeDtype is not ("float32" or "bfloat16"))
             yield return new ValidationResult("must be float32 or bfloat16", [nameof(ComputeDtype)]);
-        if (ExpertDtype is not ("auto" or "float32" or "bfloat16"))
-            yield return new ValidationResult("must be auto, float32 or bfloat16", [nameof(ExpertDtype)]);
+        if (ExpertDtype is not ("auto" or "float32" or "bfloat16" or "float16"))
+            yield return new ValidationResult("must be auto, float32, bfloat16 or float16", [nameof(ExpertDtype)]);
         if (!(Device == "cpu" || Device == "cuda" || (Device.StartsWith("cuda:") && int.TryParse(Device[5..], out var n) && n >= 0)))
             yield return new ValidationResult("must be cpu, cuda or cuda:N", [nameof(Device)]);
     }

@@ -27,7 +27,7 @@ public static class EvalCommand
         var context = new Option<int?>("--context") { Description = "Cut documents to this many tokens (default: max_position_embeddings)" };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Greedy tokens per task reply", DefaultValueFactory = _ => 32 };
         var dtype = new Option<string>("--dtype") { Description = "Compute dtype: float32 or bfloat16", DefaultValueFactory = _ => "float32" };
-        var expertDtype = new Option<string?>("--expert-dtype") { Description = "Dtype of the expert weights and products: float32 or bfloat16 (default: --dtype)" };
+        var expertDtype = new Option<string?>("--expert-dtype") { Description = "Dtype of the expert weights and products: float32, bfloat16 or float16 (float16 on CPU: FBGEMM products with float32 rows; default: --dtype)" };
         // One thread like the server's appsettings.json (Engine:TorchThreads): on a shared CPU, libtorch's
         // spinning worker threads slow small forward passes several-fold.
         var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads (0 = libtorch's choice)", DefaultValueFactory = _ => 1 };

@@ -10,7 +10,8 @@ namespace MoeServe.Inference.Model;
 /// matrix product. On CPU a small matrix product costs mostly its call: with small experts, many of them
 /// active and near-even loads (batched decoding of a small model), one padded batched product over all
 /// experts is faster than a product per expert; otherwise (larger experts, few active, uneven loads)
-/// the per-expert loop is cheaper.
+/// the per-expert loop is cheaper. Float16 weights on CPU are packed for FBGEMM's products instead (see
+/// <see cref="HalfPackedExperts"/>), which take float32 rows.
 /// </summary>
 /// <remarks>Legend: E experts, H hidden size, F expert FFN size, N token-expert pairs.</remarks>
 public sealed class ExpertBank : IDisposable
@@ -19,17 +20,36 @@ public sealed class ExpertBank : IDisposable
     private readonly Tensor _down;   // [E, F, H]: w2 transposed
     private readonly long _ffn;
     private readonly long _hidden;
+    // FBGEMM-packed experts (float16 weights on CPU); null otherwise. Then _gateUp and _down are empty.
+    private readonly Tensor[]? _packedGateUp;   // [E] packed [2F, H]
+    private readonly Tensor[]? _packedDown;     // [E] packed [H, F]
+    private readonly Tensor? _gateUpBias;       // [2F] float32 zeros
+    private readonly Tensor? _downBias;         // [H] float32 zeros
 
     /// <param name="gateUp">Per expert [2F, H] (w1 rows, then w3 rows), as the checkpoint stores them.</param>
     /// <param name="down">Per expert [H, F] (w2).</param>
     public ExpertBank(IReadOnlyList<Tensor> gateUp, IReadOnlyList<Tensor> down)
     {
         using var scope = NewDisposeScope();
+        Count = gateUp.Count;
+        _ffn = down[0].shape[1];
+        _hidden = down[0].shape[0];
+        if (down[0].dtype == ScalarType.Float16 && down[0].device.type == DeviceType.CPU)
+        {
+            if (!HalfPackedExperts.Available)
+                throw new ArgumentException("float16 experts on CPU need FBGEMM (an x86-64 libtorch on a CPU with AVX2)");
+            if (gateUp.Concat(down).Any(w => w.isinf().any().item<bool>()))
+                throw new ArgumentException("expert weights beyond float16's range (65504): use bfloat16 or float32 experts");
+            _packedGateUp = gateUp.Select(w => HalfPackedExperts.Pack(w).MoveToOuterDisposeScope()).ToArray();
+            _packedDown = down.Select(w => HalfPackedExperts.Pack(w).MoveToOuterDisposeScope()).ToArray();
+            _gateUpBias = torch.zeros(2 * _ffn).MoveToOuterDisposeScope();
+            _downBias = torch.zeros(_hidden).MoveToOuterDisposeScope();
+            _gateUp = torch.empty(0).MoveToOuterDisposeScope();
+            _down = torch.empty(0).MoveToOuterDisposeScope();
+            return;
+        }
         _gateUp = torch.stack(gateUp.Select(w => w.t()).ToArray()).contiguous().MoveToOuterDisposeScope();
         _down = torch.stack(down.Select(w => w.t()).ToArray()).contiguous().MoveToOuterDisposeScope();
-        _ffn = _down.shape[1];
-        _hidden = _down.shape[2];
-        Count = gateUp.Count;
     }
 
     public int Count { get; }
@@ -48,7 +68,7 @@ public sealed class ExpertBank : IDisposable
         // one by one): H 128 / F 256, 8 x 4 rows: 182 vs 264; uneven 32 rows [10,6,5,3,3,2,2,1]: 314 vs 267;
         // H 256 / F 512 (the shipped model), 8 x 4 rows: 1836 vs 1964; the uneven 32 rows: 2838 vs 1513 (the
         // padded batched product reads every expert's weights in small blocks and is memory-bound).
-        bool smallMatrices = _hidden * _ffn <= 65_536;
+        bool smallMatrices = _hidden * _ffn <= 65_536 && _packedDown is null;
         bool grouped = smallMatrices && active * 2 >= Count && Count * maxRows * 4 <= 5 * n;
         if (grouped) return RunGrouped(inputs, counts, maxRows);
         return SharesAmongThreads(counts, threads) ? RunShared(inputs, counts, threads!) : RunOneByOne(inputs, counts);
@@ -72,6 +92,7 @@ public sealed class ExpertBank : IDisposable
 
     private Tensor RunOneByOne(Tensor inputs, long[] counts)
     {
+        if (_packedDown is not null) return RunPacked(inputs, counts, Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).ToList());
         var outputs = new List<Tensor>(counts.Length);
         long offset = 0;
         for (int e = 0; e < counts.Length; e++)
@@ -105,10 +126,39 @@ public sealed class ExpertBank : IDisposable
         {
             // Each thread frees its own temporaries; the shared input and output belong to the caller.
             using var scope = NewDisposeScope();
+            if (_packedDown is not null)
+            {
+                // One call for the group; its rows are not contiguous in the input, so each expert's are copied back to its place.
+                var result = RunPacked(inputs, counts, group);
+                long at = 0;
+                foreach (int e in group)
+                {
+                    output.narrow(0, offsets[e], counts[e]).copy_(result.narrow(0, at, counts[e]));
+                    at += counts[e];
+                }
+                return;
+            }
             foreach (int e in group)
                 output.narrow(0, offsets[e], counts[e]).copy_(RunExpert(e, inputs.narrow(0, offsets[e], counts[e])));
         })).ToArray());
         return output;
+    }
+
+    /// <summary>The FBGEMM-packed <paramref name="experts"/> on their rows, in one call.</summary>
+    /// <param name="inputs">[N, H] rows sorted by expert, any float dtype.</param>
+    /// <param name="counts">[E] rows per expert.</param>
+    /// <param name="experts">The experts to run, each with rows.</param>
+    /// <returns>[sum of their counts, H] in the order of <paramref name="experts"/>, the inputs' dtype.</returns>
+    private Tensor RunPacked(Tensor inputs, long[] counts, IReadOnlyList<int> experts)
+    {
+        var rows = inputs.dtype == ScalarType.Float32 ? inputs : inputs.to(ScalarType.Float32);
+        var offsets = new long[counts.Length];
+        for (int e = 1; e < counts.Length; e++) offsets[e] = offsets[e - 1] + counts[e - 1];
+        var output = HalfPackedExperts.SwiGlu(
+            experts.Select(e => rows.narrow(0, offsets[e], counts[e])).ToArray(),
+            experts.Select(e => _packedGateUp![e]).ToArray(), experts.Select(e => _packedDown![e]).ToArray(),
+            _gateUpBias!, _downBias!);
+        return output.dtype == inputs.dtype ? output : output.to(inputs.dtype);
     }
 
     /// <summary>Pads every expert's rows to the largest count and runs two batched products.</summary>
@@ -131,5 +181,8 @@ public sealed class ExpertBank : IDisposable
     {
         _gateUp.Dispose();
         _down.Dispose();
+        foreach (var packed in (_packedGateUp ?? []).Concat(_packedDown ?? [])) packed.Dispose();
+        _gateUpBias?.Dispose();
+        _downBias?.Dispose();
     }
 }
