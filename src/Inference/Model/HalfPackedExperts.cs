@@ -37,13 +37,22 @@ public static class HalfPackedExperts
     // TorchScript wants the source to end with a newline, which a raw string literal drops.
     private static readonly Lazy<torch.jit.CompilationUnit> Unit = new(() => torch.jit.compile(Script + "\n"));
 
+    // Packs and runs a one-element expert: that both ops run here and compute SwiGLU, and their one-time deprecation warnings
+    // (libtorch prints each once per process, to stderr) are spent with stderr silenced, so they do not read as
+    // a fault in the server's output, nor add a line to a startup error.
     private static readonly Lazy<bool> Probe = new(() =>
     {
         try
         {
-            using var probe = torch.ones(1, 1);
-            using var packed = (Tensor)Unit.Value.invoke("pack", probe);
-            return true;
+            using var scope = NewDisposeScope();
+            return NativeStderr.Silenced(() =>
+            {
+                // One expert with H = 1, F = 1: gate-up [2, 1], down [1, 1].
+                var gateUp = (Tensor)Unit.Value.invoke("pack", torch.ones(2, 1));
+                var down = (Tensor)Unit.Value.invoke("pack", torch.ones(1, 1));
+                var product = SwiGlu([torch.ones(1, 1)], [gateUp], [down], torch.zeros(2), torch.zeros(1));
+                return Math.Abs(product.item<float>() - 0.7310586f) < 1e-3f; // silu(1) x 1, through 1 x 1 weights of 1
+            });
         }
         catch (Exception) { return false; } // libtorch without FBGEMM, or a CPU without AVX2: the op throws
     });
