@@ -86,4 +86,19 @@ public class SamplerTests
         var expected = lp.Select((v, i) => (v, i)).OrderByDescending(x => x.v).ThenBy(x => x.i).Take(5).Select(x => x.i);
         Assert.Equal(expected, top.Select(t => t.TokenId));
     }
+
+    [Fact]
+    public void A_sampled_token_reports_the_log_softmax_values_to_the_bit()
+    {
+        // Sample computes logit - logZ without the [V] array; it must give exactly what LogSoftmax gives.
+        var logits = Logits(17, vocab: 4096);
+        var lp = Sampler.LogSoftmax(logits);
+        var token = new Sampler(new SamplingParameters { Temperature = 0, TopLogprobs = 5 }).Sample(logits);
+        Assert.Equal(lp[token.TokenId], token.Logprob);
+        var expected = Sampler.TopLogprobs(lp, 5);
+        Assert.Equal(expected.Select(t => (t.TokenId, t.Logprob)), token.TopLogprobs.Select(t => (t.TokenId, t.Logprob)));
+        // And log-softmax itself against float64.
+        double max = logits.Max(), logZ = max + Math.Log(logits.Sum(v => Math.Exp(v - max)));
+        Assert.All(Enumerable.Range(0, logits.Length), i => Assert.True(Math.Abs(lp[i] - (logits[i] - logZ)) < 1e-5));
+    }
 }

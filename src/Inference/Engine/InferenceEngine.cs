@@ -192,9 +192,10 @@ public sealed class InferenceEngine : IDisposable
         {
             int target = s.ComputedTokens + i + 1;
             if (target >= s.PromptLength) break;
-            var logprobs = Sampler.LogSoftmax(logits.Row(rows.FirstRow + i));
+            var row = logits.Row(rows.FirstRow + i);
+            float logZ = Sampler.LogPartition(row);
             int id = s.Request.PromptIds[target];
-            s.PromptLogprobs.Add(new PromptTokenLogprob(id, logprobs[id], Sampler.TopLogprobs(logprobs, top)));
+            s.PromptLogprobs.Add(new PromptTokenLogprob(id, row[id] - logZ, Sampler.TopLogprobs(row, logZ, top)));
         }
     }
 
