@@ -16,12 +16,12 @@ public sealed class EngineOptions
     /// <summary>Prompt tokens a step takes at least while other sequences decode (chunked prefill): a prompt
     /// admitted next to decoding sequences is computed in chunks, so one long prefill cannot stall their
     /// next tokens. A step with no decoding sequence fills <see cref="MaxBatchedTokens"/>.</summary>
-    [Range(1, 1_000_000)] public int PrefillChunkTokens { get; set; } = 256;
+    [Range(1, 1_000_000)] public int PrefillChunkTokens { get; set; } = 32;
 
     /// <summary>More prompt tokens allowed per decoding sequence in the step, so that a large decode batch
     /// still admits new prompts as fast as its sequences finish: a step's prompt tokens while decoding are
     /// max(PrefillChunkTokens, PrefillTokensPerDecode x decoding sequences), within MaxBatchedTokens.</summary>
-    [Range(0, 1_000_000)] public int PrefillTokensPerDecode { get; set; } = 8;
+    [Range(0, 1_000_000)] public int PrefillTokensPerDecode { get; set; } = 2;
 
     /// <summary>Requests waiting for a slot; one more is refused with 429.</summary>
     [Range(0, 1_000_000)] public int MaxQueuedRequests { get; set; } = 256;
