@@ -45,7 +45,7 @@ public class ExpertPrecisionTests
 
     [Fact]
     public void Fbgemm_runs_on_this_x86_64_build() =>
-        Assert.True(HalfPackedExperts.Available, "libtorch-cpu-linux-x64 has FBGEMM and every x86-64 CPU these tests run on has AVX2");
+        Assert.True(HalfPackedGemm.Available, "libtorch-cpu-linux-x64 has FBGEMM and every x86-64 CPU these tests run on has AVX2");
 
     [Theory]
     [InlineData("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n", true)]

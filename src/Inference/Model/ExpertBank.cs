@@ -11,7 +11,7 @@ namespace MoeServe.Inference.Model;
 /// active and near-even loads (batched decoding of a small model), one padded batched product over all
 /// experts is faster than a product per expert; otherwise (larger experts, few active, uneven loads)
 /// the per-expert loop is cheaper. Float16 weights on CPU are packed for FBGEMM's products instead (see
-/// <see cref="HalfPackedExperts"/>), which take float32 rows.
+/// <see cref="HalfPackedGemm"/>), which take float32 rows.
 /// </summary>
 /// <remarks>Legend: E experts, H hidden size, F expert FFN size, N token-expert pairs.</remarks>
 public sealed class ExpertBank : IDisposable
@@ -36,12 +36,12 @@ public sealed class ExpertBank : IDisposable
         _hidden = down[0].shape[0];
         if (down[0].dtype == ScalarType.Float16 && down[0].device.type == DeviceType.CPU)
         {
-            if (!HalfPackedExperts.Available)
+            if (!HalfPackedGemm.Available)
                 throw new ArgumentException("float16 experts on CPU need FBGEMM (an x86-64 libtorch on a CPU with AVX2)");
             if (gateUp.Concat(down).Any(w => w.isinf().any().item<bool>()))
                 throw new ArgumentException("expert weights beyond float16's range (65504): use bfloat16 or float32 experts");
-            _packedGateUp = gateUp.Select(w => HalfPackedExperts.Pack(w).MoveToOuterDisposeScope()).ToArray();
-            _packedDown = down.Select(w => HalfPackedExperts.Pack(w).MoveToOuterDisposeScope()).ToArray();
+            _packedGateUp = gateUp.Select(w => HalfPackedGemm.Pack(w).MoveToOuterDisposeScope()).ToArray();
+            _packedDown = down.Select(w => HalfPackedGemm.Pack(w).MoveToOuterDisposeScope()).ToArray();
             _gateUpBias = torch.zeros(2 * _ffn).MoveToOuterDisposeScope();
             _downBias = torch.zeros(_hidden).MoveToOuterDisposeScope();
             _gateUp = torch.empty(0).MoveToOuterDisposeScope();
@@ -154,7 +154,7 @@ public sealed class ExpertBank : IDisposable
         var rows = inputs.dtype == ScalarType.Float32 ? inputs : inputs.to(ScalarType.Float32);
         var offsets = new long[counts.Length];
         for (int e = 1; e < counts.Length; e++) offsets[e] = offsets[e - 1] + counts[e - 1];
-        var output = HalfPackedExperts.SwiGlu(
+        var output = HalfPackedGemm.SwiGlu(
             experts.Select(e => rows.narrow(0, offsets[e], counts[e])).ToArray(),
             experts.Select(e => _packedGateUp![e]).ToArray(), experts.Select(e => _packedDown![e]).ToArray(),
             _gateUpBias!, _downBias!);

@@ -8,7 +8,7 @@ namespace MoeServe.Inference.Model;
 /// Chooses the dtype of the expert weights and products. The experts hold most of an MoE model's weights
 /// and, in batched decoding and prefill, most of its arithmetic, and with a few rows per expert a product costs
 /// mostly reading its weights: 16-bit weights halve that. On CPU, float16 experts run FBGEMM's packed float16
-/// products with float32 rows (see <see cref="HalfPackedExperts"/>); bfloat16 experts run libtorch's bfloat16
+/// products with float32 rows (see <see cref="HalfPackedGemm"/>); bfloat16 experts run libtorch's bfloat16
 /// products, which round the rows to bfloat16 too.
 /// </summary>
 public static class ExpertPrecision
@@ -24,7 +24,7 @@ public static class ExpertPrecision
     /// BF16 or AMX), so the products round as the model was trained. Otherwise the experts run in
     /// <paramref name="computeDtype"/>, like the rest of the model.</remarks>
     /// <param name="cpuHasBfloat16">Whether the CPU has bfloat16 dot products (see <see cref="CpuHasBfloat16DotProducts"/>).</param>
-    /// <param name="cpuHasFbgemm">Whether FBGEMM's float16 products run here (see <see cref="HalfPackedExperts.Available"/>).</param>
+    /// <param name="cpuHasFbgemm">Whether FBGEMM's float16 products run here (see <see cref="HalfPackedGemm.Available"/>).</param>
     public static ScalarType Resolve(string setting, ModelConfig config, ScalarType computeDtype, Device device, bool cpuHasBfloat16, bool cpuHasFbgemm) => setting switch
     {
         "float32" => ScalarType.Float32,

@@ -10,7 +10,7 @@ namespace MoeServe.Unit.Tests;
 /// the same SwiGLU on the same float16 weight values: the products are float32 arithmetic, so they agree to float32
 /// rounding, not to float16's.
 /// </summary>
-public class HalfPackedExpertsTests(ITestOutputHelper output)
+public class HalfPackedGemmTests(ITestOutputHelper output)
 {
     private const long Hidden = 256, Ffn = 512; // the shipped model's expert shape
 
