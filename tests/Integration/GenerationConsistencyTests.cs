@@ -108,13 +108,16 @@ public sealed class GenerationConsistencyTests(ServerFixture fixture, Xunit.Abst
 
     /// <summary>
     /// Model:BatchInvariant: the same 16 prompts give exactly the same tokens alone and batched, and logprobs
-    /// within 1e-4 (the hidden states are bit-identical; only the output layer's product differs, by about 1e-6),
-    /// even with bfloat16 experts, whose rounding otherwise turns float32 differences into near-tie flips.
+    /// within 1e-4 (the hidden states are bit-identical; measured 0, as the output layer's FBGEMM product is too),
+    /// even with bfloat16 experts, whose rounding otherwise turns float32 differences into near-tie flips. The
+    /// prompts join whole (a 256-token prefill budget): the mode covers what shares a step, not where a prompt's
+    /// chunks fall (a later chunk attends over cached keys, which rounds differently).
     /// </summary>
     [Fact]
     public async Task Batch_invariant_mode_gives_the_same_tokens_and_logprobs_alone_and_batched()
     {
-        await using var server = await ServerProcess.StartAsync("batch-invariant", "--Model:BatchInvariant=true", "--Model:ExpertDtype=bfloat16");
+        await using var server = await ServerProcess.StartAsync("batch-invariant", "--Model:BatchInvariant=true", "--Model:ExpertDtype=bfloat16",
+            "--Engine:PrefillChunkTokens=256");
         using var http = new HttpClient { BaseAddress = server.BaseUri, Timeout = TimeSpan.FromSeconds(120) };
         var (alone, together) = await AloneThenBatchedAsync(http);
         double worst = 0;
