@@ -20,14 +20,14 @@ public static class LayerRouter
     public static RoutingResult Route(Tensor probs, GateSemantics gate, BatchRouting batch, int layer)
     {
         VanillaRouting.RequireProbabilities(probs, gate);
-        int t = (int)probs.shape[0], k = gate.TopK, e = gate.NumExperts;
+        int t = (int)probs.size(0), k = gate.TopK, e = gate.NumExperts;
         if (batch.Tokens != t) throw new ArgumentException($"batch routing describes {batch.Tokens} tokens, the layer sees {t}");
         if (batch.Uniform == RoutingPolicy.Vanilla) return new RoutingResult(VanillaRouting.Route(probs, gate), t, e);
 
         using var scope = NewDisposeScope();
         var (topValues, topIds) = TopK.Of(probs, k);         // [T, k]
         var nativeWeights = TopK.NativeWeights(topValues, gate);
-        var topHost = topIds.contiguous().data<long>().ToArray(); // [T * k]
+        var topHost = topIds.ToHostArray<long>(); // [T * k]
         var policies = EffectivePolicies(batch);
 
         // 1. Vanilla tokens: always kept, they count towards every expert's load.
@@ -50,7 +50,7 @@ public static class LayerRouter
         if (laserRows.Length > 0)
         {
             var rowsTensor = torch.tensor(laserRows, device: probs.device);
-            var laserProbs = probs.index_select(0, rowsTensor).contiguous().data<float>().ToArray();
+            var laserProbs = probs.index_select(0, rowsTensor).ToHostArray<float>();
             var chosen = new long[laserRows.Length * slots];
             var chosenWeights = new float[laserRows.Length * slots];
             Array.Fill(chosen, -1L);
@@ -108,8 +108,8 @@ public static class LayerRouter
     /// <summary>Dropped top-k pairs and kept extras, per token and per expert, read back on the host.</summary>
     private static void Account(RoutingResult result, CapacityRouting.Decision decision, long[] rows, RoutingPolicy[] policies, int k, int slots)
     {
-        var kept = decision.Ids.contiguous().data<long>().ToArray();
-        var candidates = decision.Candidates.contiguous().data<long>().ToArray();
+        var kept = decision.Ids.ToHostArray<long>();
+        var candidates = decision.Candidates.ToHostArray<long>();
         for (int r = 0; r < rows.Length; r++)
         {
             int token = (int)rows[r];

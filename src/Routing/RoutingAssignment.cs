@@ -18,7 +18,8 @@ public sealed class RoutingAssignment : IDisposable
         MayHaveEmptySlots = mayHaveEmptySlots;
         if (expertIds.dtype != ScalarType.Int64) throw new ArgumentException("expert ids must be int64", nameof(expertIds));
         if (weights.dtype != ScalarType.Float32) throw new ArgumentException("weights must be float32", nameof(weights));
-        if (!expertIds.shape.SequenceEqual(weights.shape) || expertIds.dim() != 2)
+        // size(), not shape: shape leaves a finalizable object per read (see HostArrays).
+        if (expertIds.dim() != 2 || weights.dim() != 2 || expertIds.size(0) != weights.size(0) || expertIds.size(1) != weights.size(1))
             throw new ArgumentException($"ids {string.Join('x', expertIds.shape)} and weights {string.Join('x', weights.shape)} must both be [T, S]");
         ExpertIds = expertIds;
         Weights = weights;

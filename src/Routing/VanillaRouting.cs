@@ -18,7 +18,7 @@ public static class VanillaRouting
 
     internal static void RequireProbabilities(Tensor probs, GateSemantics gate)
     {
-        if (probs.dtype != ScalarType.Float32 || probs.dim() != 2 || probs.shape[1] != gate.NumExperts)
+        if (probs.dtype != ScalarType.Float32 || probs.dim() != 2 || probs.size(1) != gate.NumExperts)
             throw new ArgumentException($"routing needs float32 [T, {gate.NumExperts}] probabilities, got {probs.dtype} [{string.Join(", ", probs.shape)}]");
     }
 }

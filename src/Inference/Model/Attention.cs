@@ -51,7 +51,7 @@ public sealed class Attention : IDisposable
     public Tensor Forward(Tensor x, RotaryEmbedding rope, AttentionInput input)
     {
         using var scope = NewDisposeScope();
-        long t = x.shape[0];
+        long t = x.size(0);
         int heads = _config.NumHeads, kvHeads = _config.NumKvHeads, d = _config.HeadDim;
         var qkv = qkv_proj.Forward(x); // [T, (heads + 2 kvHeads) * d]
         if (_config.ClipQkv is double clip)
@@ -59,8 +59,8 @@ public sealed class Attention : IDisposable
             using Scalar low = (-clip).ToScalar(), high = clip.ToScalar(); // outlive the call (see MoeServe.Routing.Scalars)
             qkv = qkv.clamp(low, high);
         }
-        var split = qkv.split(_splits, dim: 1);
-        Tensor q = split[0], k = split[1], v = split[2];
+        // narrow, not split: split leaves a finalizable object per call (see MoeServe.Routing.HostArrays).
+        Tensor q = qkv.narrow(1, 0, _splits[0]), k = qkv.narrow(1, _splits[0], _splits[1]), v = qkv.narrow(1, _splits[0] + _splits[1], _splits[2]);
         if (q_norm is not null) q = q_norm.Forward(q);
         if (k_norm is not null) k = k_norm.Forward(k);
         q = rope.Apply(q.view(t, heads, d), input.Rotary); // [T, heads, d]
@@ -86,7 +86,7 @@ public sealed class Attention : IDisposable
     /// <returns>[L, heads*d].</returns>
     private Tensor AttendOneSequence(Tensor q, Tensor keys, Tensor values, long past)
     {
-        long l = q.shape[0], s = keys.shape[0];
+        long l = q.size(0), s = keys.size(0);
         int heads = _config.NumHeads, kvHeads = _config.NumKvHeads, d = _config.HeadDim, group = heads / kvHeads;
         // Grouped-query attention: queries as [kvHeads, group, L, d]; each key/value head expanded (a stride-0
         // view, no copy) to its group. Computed in fp32, as Hugging Face's eager attention does its softmax.
@@ -107,10 +107,10 @@ public sealed class Attention : IDisposable
     /// <returns>[B, heads*d].</returns>
     private Tensor AttendDecodes(Tensor q, Tensor k, Tensor v, AttentionInput input)
     {
-        long b = q.shape[0];
+        long b = q.size(0);
         int heads = _config.NumHeads, kvHeads = _config.NumKvHeads, d = _config.HeadDim, group = heads / kvHeads;
         var slots = input.DecodeSlots!;                                                       // [B, Smax]
-        long smax = slots.shape[1];
+        long smax = slots.size(1);
         var (keys, values) = input.Cache.Append(_layer, input.DecodeNewSlots!, slots.view(-1), k, v); // [B*Smax, kvHeads, d]
         // A decode step has one query per sequence, so the group's query heads of one key/value head stand in
         // as that head's "query rows": no key copy per query head. libtorch's fused attention reads the

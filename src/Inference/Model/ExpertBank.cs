@@ -61,7 +61,7 @@ public sealed class ExpertBank : IDisposable
     /// <returns>[N, H] expert outputs, in the order and dtype of <paramref name="inputs"/>.</returns>
     public Tensor Run(Tensor inputs, long[] counts, WorkerThreads? threads = null)
     {
-        long n = inputs.shape[0], maxRows = counts.Max();
+        long n = inputs.size(0), maxRows = counts.Max();
         int active = counts.Count(c => c > 0);
         // One batched product saves calls, which only pays where a product costs mostly its call (small expert
         // matrices) and the padding is small (near-even loads). Measured on one core (microseconds, grouped vs
@@ -85,8 +85,8 @@ public sealed class ExpertBank : IDisposable
     private Tensor RunExpert(int e, Tensor rows)
     {
         var input = rows.dtype == _down.dtype ? rows : rows.to(_down.dtype);
-        var gateUp = torch.matmul(input, _gateUp[e]).chunk(2, 1);                  // 2 x [n, F]
-        var output = torch.matmul(F.silu(gateUp[0]).mul_(gateUp[1]), _down[e]);   // [n, H]
+        var gateUp = torch.matmul(input, _gateUp[e]);                                          // [n, 2F]
+        var output = torch.matmul(F.silu(gateUp.narrow(1, 0, _ffn)).mul_(gateUp.narrow(1, _ffn, _ffn)), _down[e]); // [n, H]
         return output.dtype == rows.dtype ? output : output.to(rows.dtype);
     }
 
@@ -165,15 +165,15 @@ public sealed class ExpertBank : IDisposable
     private Tensor RunGrouped(Tensor inputs, long[] counts, long maxRows)
     {
         // Row i of expert e goes to padded row e * maxRows + (i - first row of e).
-        var destination = new long[inputs.shape[0]];
+        var destination = new long[inputs.size(0)];
         long row = 0;
         for (int e = 0; e < counts.Length; e++)
             for (long r = 0; r < counts[e]; r++) destination[row++] = e * maxRows + r;
         var slots = torch.tensor(destination, device: inputs.device);
-        var padded = torch.zeros([Count * maxRows, inputs.shape[1]], _down.dtype, inputs.device)
+        var padded = torch.zeros([Count * maxRows, inputs.size(1)], _down.dtype, inputs.device)
             .index_copy_(0, slots, inputs.to(_down.dtype)).view(Count, maxRows, -1);       // [E, maxRows, H], the weights' dtype
-        var gateUp = torch.bmm(padded, _gateUp).chunk(2, 2);                               // 2 x [E, maxRows, F]
-        var outputs = torch.bmm(F.silu(gateUp[0]).mul_(gateUp[1]), _down);                 // [E, maxRows, H]
+        var gateUp = torch.bmm(padded, _gateUp);                                           // [E, maxRows, 2F]
+        var outputs = torch.bmm(F.silu(gateUp.narrow(2, 0, _ffn)).mul_(gateUp.narrow(2, _ffn, _ffn)), _down); // [E, maxRows, H]
         return outputs.view(Count * maxRows, -1).index_select(0, slots).to(inputs.dtype);  // [N, H], the inputs' dtype
     }
 

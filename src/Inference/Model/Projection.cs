@@ -57,10 +57,10 @@ public sealed class Projection : IDisposable
     {
         if (Packed is not null) return HalfPackedGemm.Linear(x, Packed, _zeroBias!);
         // MinRows first: the default (1) must not pay for reading the shape on every call.
-        if (MinRows <= 1 || x.dim() != 2 || x.shape[0] >= MinRows) return x.matmul(Transposed);
-        long rows = x.shape[0];
+        if (MinRows <= 1 || x.dim() != 2 || x.size(0) >= MinRows) return x.matmul(Transposed);
+        long rows = x.size(0);
         using var scope = NewDisposeScope();
-        var padded = torch.cat([x, x.new_zeros(MinRows - rows, x.shape[1])], 0); // [MinRows, in]
+        var padded = torch.cat([x, x.new_zeros(MinRows - rows, x.size(1))], 0); // [MinRows, in]
         return padded.matmul(Transposed).narrow(0, 0, rows).MoveToOuterDisposeScope();
     }
 

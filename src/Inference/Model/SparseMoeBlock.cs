@@ -62,14 +62,14 @@ public sealed class SparseMoeBlock : IDisposable
     public Tensor Forward(Tensor x, BatchRouting routing, int layer, StepRoutingStats stats)
     {
         using var scope = NewDisposeScope();
-        long t = x.shape[0];
+        long t = x.size(0);
         var probs = gate.Forward(x).AsFloat32().softmax(1); // [T, E] fp32 router maths
         long routingStart = System.Diagnostics.Stopwatch.GetTimestamp();
         using var routed = LayerRouter.Route(probs, _semantics, routing, layer);
         stats.RoutingSeconds[layer] += System.Diagnostics.Stopwatch.GetElapsedTime(routingStart).TotalSeconds;
         stats.Add(layer, routed);
         var assignment = routed.Assignment;
-        long slots = assignment.ExpertIds.shape[1];
+        long slots = assignment.ExpertIds.size(1);
 
         // Pairs in token-major order; pair i belongs to token i / S.
         var experts = assignment.ExpertIds.reshape(-1);  // [T*S]
@@ -84,7 +84,7 @@ public sealed class SparseMoeBlock : IDisposable
         // Sort pairs by expert (stable: token order within an expert) and count them, then arrange them
         // device-major for the devices. On the host: the counts must reach the host anyway to slice each
         // expert's rows, and for the few hundred pairs of a step it costs less than a tensor sort plus bincount.
-        long[] expertIds = experts.shape[0] == 0 ? [] : experts.OnCpu().data<long>().ToArray(); // (ToArray fails on empty tensors)
+        long[] expertIds = experts.ToHostArray<long>();
         var (byExpert, counts) = CountingSort(expertIds, _semantics.NumExperts);
         var (order, replicaRows) = _experts.Arrange(byExpert, counts);
         var orderTensor = torch.tensor(order, device: x.device);                                           // [N]
@@ -93,9 +93,9 @@ public sealed class SparseMoeBlock : IDisposable
         var sortedTokens = pairIndex.div(slotsScalar, rounding_mode: RoundingMode.floor);                        // [N]
         var sortedWeights = weights.index_select(0, orderTensor);                                          // [N]
 
-        var result = torch.zeros([t, x.shape[1]], x.dtype, x.device);
-        stats.AddLoads(layer, counts, routing, () => assignment.ExpertIds.contiguous().OnCpu().data<long>().ToArray());
-        if (sortedTokens.shape[0] == 0) return result.MoveToOuterDisposeScope(); // every pair dropped
+        var result = torch.zeros([t, x.size(1)], x.dtype, x.device);
+        stats.AddLoads(layer, counts, routing, () => assignment.ExpertIds.ToHostArray<long>());
+        if (sortedTokens.size(0) == 0) return result.MoveToOuterDisposeScope(); // every pair dropped
         var (combined, timing) = _experts.Run(x.index_select(0, sortedTokens), replicaRows); // [N, H]
         stats.AddDeviceTiming(layer, timing);
         // Hugging Face casts the routing weights to the hidden dtype before scaling.
