@@ -27,11 +27,12 @@ public static class BenchCommand
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: libtorch's choice)" };
         var policies = new Option<string>("--policies") { Description = "Comma-separated routing policies, each row run under each (capacity factor 1.0)", DefaultValueFactory = _ => "vanilla" };
         var applyToDecode = new Option<bool>("--apply-to-decode") { Description = "Enforce capacity on decode steps too (Routing:ApplyToDecode)" };
+        var expertDtype = new Option<string>("--expert-dtype") { Description = "Dtype of the expert weights and products, as Model:ExpertDtype: auto, float32, bfloat16 or float16", DefaultValueFactory = _ => ExpertPrecision.Auto };
         var markdown = new Option<string?>("--markdown") { Description = "Also write the report to this Markdown file" };
 
         var command = new Command("bench", "Measure prefill/decode speed and memory of a model per compute dtype")
         {
-            model, dtypes, prompt, decode, batch, repeats, threads, policies, applyToDecode, markdown,
+            model, dtypes, prompt, decode, batch, repeats, threads, policies, applyToDecode, expertDtype, markdown,
         };
         command.SetAction(result =>
         {
@@ -50,6 +51,7 @@ public static class BenchCommand
                     Repeats = Positive(result.GetValue(repeats), "--repeats"),
                     Threads = result.GetValue(threads) is int t ? Positive(t, "--threads") : null,
                     MarkdownFile = result.GetValue(markdown),
+                    ExpertDtype = result.GetValue(expertDtype)!,
                 };
             }
             catch (Exception e) when (e is ArgumentException or FormatException or DirectoryNotFoundException)
@@ -92,7 +94,18 @@ public static class BenchCommand
         {
             Console.Error.WriteLine($"bench: loading {BenchSettings.DtypeName(dtype)} ...");
             long start = Stopwatch.GetTimestamp();
-            using var loaded = MoeForCausalLM.Load(settings.ModelDir, dtype, torch.CPU);
+            ScalarType experts;
+            try
+            {
+                experts = ExpertPrecision.Resolve(settings.ExpertDtype, config, dtype, torch.CPU,
+                    ExpertPrecision.CpuHasBfloat16DotProducts(), HalfPackedGemm.Available);
+            }
+            catch (ArgumentException e)
+            {
+                Console.Error.WriteLine($"bench: --expert-dtype: {e.Message}");
+                return 2;
+            }
+            using var loaded = MoeForCausalLM.Load(settings.ModelDir, dtype, torch.CPU, expertDtype: experts);
             double loadSeconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
             foreach (int b in settings.Batches)
                 foreach (var policy in settings.Policies)

@@ -34,7 +34,7 @@ public static class BenchReport
         {
             string delta(long bytes) => ProcessMemory.CanResetPeak ? (bytes / MiB).ToString("F1", inv) : "n/a";
             md.AppendLine(string.Create(inv,
-                $"| {BenchSettings.DtypeName(r.Dtype)} | {r.Batch} | {r.Policy.ToWireName()} | {r.PromptTokens} | {r.PrefillTokensPerSecond:F0} | {r.DecodeTokensPerSecond:F1} | " +
+                $"| {r.DtypeLabel} | {r.Batch} | {r.Policy.ToWireName()} | {r.PromptTokens} | {r.PrefillTokensPerSecond:F0} | {r.DecodeTokensPerSecond:F1} | " +
                 $"{r.DecodeStepP50Ms:F2} | {r.DecodeStepP99Ms:F2} | {r.DecodeRoutingP50Ms:F3} | {100 * r.DecodeRoutingP50Ms / r.DecodeStepP50Ms:F1}% | {r.PeakRssBytes / MiB:F0} | {delta(r.PrefillRssDeltaBytes)} | " +
                 $"{delta(r.DecodeRssDeltaBytes)} | {r.KvCacheBytes / 1024.0:F0} | {r.LoadSeconds * 1e3:F0} | {r.OtherProcessesCpuPercent?.ToString("F0", inv) ?? "n/a"} |"));
         }
@@ -61,7 +61,7 @@ public static class BenchReport
             var vanilla = rows.FirstOrDefault(v => v.Dtype == r.Dtype && v.Batch == r.Batch && v.Policy == MoeServe.Routing.RoutingPolicy.Vanilla);
             if (vanilla is null) continue;
             md.AppendLine(string.Create(inv,
-                $"- {r.Policy.ToWireName()} vs vanilla, {BenchSettings.DtypeName(r.Dtype)} batch {r.Batch}: decode step p50 {r.DecodeStepP50Ms / vanilla.DecodeStepP50Ms:F3}×, " +
+                $"- {r.Policy.ToWireName()} vs vanilla, {r.DtypeLabel} batch {r.Batch}: decode step p50 {r.DecodeStepP50Ms / vanilla.DecodeStepP50Ms:F3}×, " +
                 $"routing {r.DecodeRoutingP50Ms:F3} vs {vanilla.DecodeRoutingP50Ms:F3} ms per step (+{100 * (r.DecodeRoutingP50Ms - vanilla.DecodeRoutingP50Ms) / vanilla.DecodeStepP50Ms:F1}% of vanilla's step)"));
         }
         if (rows.Any(r => r.Policy != MoeServe.Routing.RoutingPolicy.Vanilla))

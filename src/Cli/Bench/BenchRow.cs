@@ -22,4 +22,9 @@ public sealed record BenchRow(
     public MoeServe.Routing.RoutingPolicy Policy { get; init; } = MoeServe.Routing.RoutingPolicy.Vanilla;
     /// <summary>Median over decode steps of the routing policy's time, summed over layers.</summary>
     public double DecodeRoutingP50Ms { get; init; }
+    /// <summary>Dtype of the expert weights and products (Model:ExpertDtype's choice).</summary>
+    public ScalarType ExpertDtype { get; init; }
+
+    /// <summary>The compute dtype, and the experts' where they differ: "float32 (experts float16)".</summary>
+    public string DtypeLabel => ExpertDtype == Dtype ? BenchSettings.DtypeName(Dtype) : $"{BenchSettings.DtypeName(Dtype)} (experts {BenchSettings.DtypeName(ExpertDtype)})";
 }

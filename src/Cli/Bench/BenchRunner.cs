@@ -49,6 +49,7 @@ public sealed class BenchRunner(MoeForCausalLM model, BenchSettings settings, Ro
             OtherProcessesCpuPercent: others)
         {
             Policy = policy,
+            ExpertDtype = model.ExpertDtype,
             DecodeRoutingP50Ms = Statistics.Percentile(passes.SelectMany(x => x.RoutingSeconds).ToArray(), 50) * 1e3,
         };
     }

@@ -1,3 +1,4 @@
+using MoeServe.Inference.Model;
 using static TorchSharp.torch;
 
 namespace MoeServe.Cli.Bench;
@@ -20,6 +21,8 @@ public sealed record BenchSettings
     /// <summary>Intra-op threads to set, or null for libtorch's default.</summary>
     public int? Threads { get; init; }
     public string? MarkdownFile { get; init; }
+    /// <summary>Model:ExpertDtype: auto (the server's default), float32, bfloat16 or float16.</summary>
+    public string ExpertDtype { get; init; } = ExpertPrecision.Auto;
     /// <summary>Seed of the pseudo-random prompts, so that every run routes the same tokens.</summary>
     public int Seed { get; init; } = 1234;
 
