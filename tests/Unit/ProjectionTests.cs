@@ -44,7 +44,7 @@ public class ProjectionTests
     }
 
     [Fact]
-    public void Weights_float16_cannot_hold_padded_rows_or_the_router_keep_the_float32_product()
+    public void Weights_float16_cannot_hold_or_the_router_keep_the_float32_product()
     {
         using var scope = NewDisposeScope();
         torch.manual_seed(9);
@@ -54,11 +54,23 @@ public class ProjectionTests
         Assert.True(HalfPackedGemm.HoldsLosslessly(torch.tensor(new[] { 0.25f, -3f, 1e-6f })));      // 1e-6 moves by under 3e-8
         Assert.Null(full.Packed);
         var exact = torch.randn(512, 256).div(16).to(ScalarType.Float16).to(ScalarType.Float32);
-        using var padded = new Projection(exact, Projection.BatchInvariantRows);
-        Assert.Null(padded.Packed);
         using var router = new Projection(exact, packable: false);
         Assert.Null(router.Packed);
         var rows = torch.randn(3, 256);
         Assert.True(full.Forward(rows).equal(rows.matmul(full.Transposed)).all().item<bool>());
+    }
+
+    [Fact]
+    public void Batch_invariant_mode_runs_a_packable_weight_packed_and_each_row_keeps_its_bits()
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(10);
+        var exact = torch.randn(512, 256).div(16).to(ScalarType.BFloat16).to(ScalarType.Float32); // q/k/v shape
+        using var projection = new Projection(exact, Projection.BatchInvariantRows);
+        Assert.NotNull(projection.Packed);
+        var rows = torch.randn(16, 256);
+        var all = projection.Forward(rows);
+        for (int m = 1; m < Projection.BatchInvariantRows; m++)
+            Assert.True(projection.Forward(rows.narrow(0, 0, m)).equal(all.narrow(0, 0, m)).all().item<bool>(), $"{m} rows differ from the 16-row call");
     }
 }

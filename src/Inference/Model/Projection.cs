@@ -22,15 +22,15 @@ public sealed class Projection : IDisposable
     public const int BatchInvariantRows = 4;
 
     /// <param name="weight">[out, in] as the checkpoint stores it; copied, the caller keeps it.</param>
-    /// <param name="minRows">Pad calls of fewer rows to this many (see <see cref="BatchInvariantRows"/>); 1: never.</param>
+    /// <param name="minRows">Pad calls of fewer rows to this many (see <see cref="BatchInvariantRows"/>); 1: never. Only libtorch's product pads.</param>
     /// <param name="packable">Whether the weight may run FBGEMM's packed product where it qualifies (float32 on
-    /// CPU, held by float16 without loss (<see cref="HalfPackedGemm.HoldsLosslessly"/>), FBGEMM available, no row padding).</param>
+    /// CPU, held by float16 without loss (<see cref="HalfPackedGemm.HoldsLosslessly"/>), FBGEMM available). That
+    /// product gives a row the same bits whatever rows share the call (tested), so it needs no padding.</param>
     public Projection(Tensor weight, int minRows = 1, bool packable = true)
     {
         MinRows = minRows;
         if (weight.dim() != 2) throw new ArgumentException($"a projection weight is [out, in], got [{string.Join(", ", weight.shape)}]");
-        // Row padding (batch-invariant mode) is tied to libtorch's float32 kernels, so it keeps them.
-        if (packable && minRows <= 1 && weight.dtype == ScalarType.Float32 && weight.device.type == DeviceType.CPU
+        if (packable && weight.dtype == ScalarType.Float32 && weight.device.type == DeviceType.CPU
             && HalfPackedGemm.Available && HalfPackedGemm.HoldsLosslessly(weight))
         {
             Packed = HalfPackedGemm.Pack(weight).DetachFromDisposeScope();
@@ -55,7 +55,7 @@ public sealed class Projection : IDisposable
     /// <returns>[..., out] compute dtype.</returns>
     public Tensor Forward(Tensor x)
     {
-        if (Packed is not null) return HalfPackedGemm.Linear(x, Packed, _zeroBias!);
+        if (Packed is not null) return HalfPackedGemm.Linear(x, Packed, _zeroBias!); // row-invariant: no padding needed
         // MinRows first: the default (1) must not pay for reading the shape on every call.
         if (MinRows <= 1 || x.dim() != 2 || x.size(0) >= MinRows) return x.matmul(Transposed);
         long rows = x.size(0);
