@@ -39,7 +39,7 @@ public sealed class ExpertBank : IDisposable
             if (!HalfPackedGemm.Available)
                 throw new ArgumentException("float16 experts on CPU need FBGEMM (an x86-64 libtorch on a CPU with AVX2)");
             if (gateUp.Concat(down).Any(w => w.isinf().any().item<bool>()))
-                throw new ArgumentException("expert weights beyond float16's range (65504): use bfloat16 or float32 experts");
+                throw new ArgumentException("expert weights beyond float16's range (65504): run the experts in bfloat16 or float32 (Model:ExpertDtype)");
             _packedGateUp = gateUp.Select(w => HalfPackedGemm.Pack(w).MoveToOuterDisposeScope()).ToArray();
             _packedDown = down.Select(w => HalfPackedGemm.Pack(w).MoveToOuterDisposeScope()).ToArray();
             _gateUpBias = torch.zeros(2 * _ffn).MoveToOuterDisposeScope();
