@@ -5,10 +5,10 @@ namespace MoeServe.Inference.Model;
 
 /// <summary>
 /// Matrix products on CPU through FBGEMM's float16 products (SwiGLU experts, and projections whose weights float16
-/// holds exactly): each weight matrix is packed once, at load,
-/// into FBGEMM's blocked float16 layout, and every product reads it in that layout, widens it to float32 in
-/// registers, and multiplies float32 rows. So the products are float32 arithmetic on float16 weights, and the
-/// weights cost half the memory traffic of float32 with no repacking per call.
+/// holds without loss): each weight matrix is packed once, at load, into FBGEMM's blocked float16 layout, and
+/// every product reads it in that layout, widens it to float32 in registers, and multiplies float32 rows. So the
+/// products are float32 arithmetic on float16 weights, and the weights cost half the memory traffic of float32
+/// with no repacking per call.
 /// </summary>
 /// <remarks>
 /// <para>Why: with a few rows per expert (batched decoding), a CPU product costs mostly reading its weights.
@@ -18,7 +18,12 @@ namespace MoeServe.Inference.Model;
 /// 8 rows 840 / 1190 / 614.</para>
 /// <para>libtorch exposes these products as <c>aten::fbgemm_pack_gemm_matrix_fp16</c> and
 /// <c>aten::fbgemm_linear_fp16_weight_fp32_activation</c>, which TorchSharp does not bind; a TorchScript
-/// function compiled once calls them, and runs a whole set of experts in one call from .NET.</para>
+/// function compiled once calls them, and runs a whole set of experts in one call from .NET. libtorch marks both
+/// deprecated. A build without FBGEMM (not x86-64) or a CPU without AVX2 makes them throw, so
+/// <see cref="Available"/> is false there and Model:ExpertDtype=auto falls back to bfloat16 or float32 experts.
+/// A libtorch that no longer has them fails differently: TorchScript's "unknown builtin op" error while compiling
+/// ends the process instead of reaching .NET (tried), so a libtorch upgrade must run the tests, whose first use of
+/// this class then stops with that message.</para>
 /// <para>A projection's product is faster too: measured on one core, the output layer [4096, 256] at 1 / 8 / 16
 /// rows 47 / 169 / 333 µs against 67 / 327 / 491 µs for libtorch's float32 product; qkv [512, 256] at 8 rows
 /// 23 against 36 µs.</para>
