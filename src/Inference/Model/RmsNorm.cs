@@ -19,7 +19,8 @@ public sealed class RmsNorm(Tensor weight, double eps) : IDisposable
         using var scope = NewDisposeScope();
         var x32 = x.AsFloat32();
         // x * x, not square(): square() passes the exponent as a temporary Scalar the GC may finalize mid-call (see Scalars).
-        var inverseRms = x32.mul(x32).mean([-1L], keepdim: true).add_(_eps).rsqrt_(); // [..., 1] fp32
+        // add_ with an explicit alpha: without one, TorchSharp converts a default alpha of 1 to a temporary Scalar each call.
+        var inverseRms = x32.mul(x32).mean([-1L], keepdim: true).add_(_eps, MoeServe.Routing.Scalars.One).rsqrt_(); // [..., 1] fp32
         return (weight * (x32 * inverseRms).As(x.dtype)).MoveToOuterDisposeScope();
     }
 
