@@ -82,7 +82,7 @@ public class SamplerTests
     public void Top_logprobs_are_sorted_and_complete()
     {
         var lp = Sampler.LogSoftmax(Logits(6));
-        var top = Sampler.TopLogprobs(lp, 5);
+        var top = Sampler.TopLogprobs(lp, 0f, 5);
         var expected = lp.Select((v, i) => (v, i)).OrderByDescending(x => x.v).ThenBy(x => x.i).Take(5).Select(x => x.i);
         Assert.Equal(expected, top.Select(t => t.TokenId));
     }
@@ -95,7 +95,7 @@ public class SamplerTests
         var lp = Sampler.LogSoftmax(logits);
         var token = new Sampler(new SamplingParameters { Temperature = 0, TopLogprobs = 5 }).Sample(logits);
         Assert.Equal(lp[token.TokenId], token.Logprob);
-        var expected = Sampler.TopLogprobs(lp, 5);
+        var expected = Sampler.TopLogprobs(lp, 0f, 5);
         Assert.Equal(expected.Select(t => (t.TokenId, t.Logprob)), token.TopLogprobs.Select(t => (t.TokenId, t.Logprob)));
         // And log-softmax itself against float64.
         double max = logits.Max(), logZ = max + Math.Log(logits.Sum(v => Math.Exp(v - max)));

@@ -34,8 +34,7 @@ public sealed class ModelLoader(
         {
             var dtype = ModelOptions.ScalarTypeOf(options.ComputeDtype);
             var device = DeviceSelection.Resolve(options.Device);
-            var expertDtype = ExpertPrecision.Resolve(options.ExpertDtype, ModelConfig.Load(dir), dtype, device,
-                ExpertPrecision.CpuHasBfloat16DotProducts(), device.type == TorchSharp.DeviceType.CPU && HalfPackedGemm.Available);
+            var expertDtype = ExpertPrecision.Resolve(options.ExpertDtype, ModelConfig.Load(dir), dtype, device);
             var started = DateTime.UtcNow;
             var expertParallel = expertParallelOptions.Value;
             var model = MoeForCausalLM.Load(dir, dtype, device, config => (expertParallel.ToPlan(config, environment.ContentRootPath)

@@ -97,8 +97,7 @@ public static class BenchCommand
             ScalarType experts;
             try
             {
-                experts = ExpertPrecision.Resolve(settings.ExpertDtype, config, dtype, torch.CPU,
-                    ExpertPrecision.CpuHasBfloat16DotProducts(), HalfPackedGemm.Available);
+                experts = ExpertPrecision.Resolve(settings.ExpertDtype, config, dtype, torch.CPU);
             }
             catch (ArgumentException e)
             {

@@ -26,5 +26,5 @@ public sealed record BenchRow(
     public ScalarType ExpertDtype { get; init; }
 
     /// <summary>The compute dtype, and the experts' where they differ: "float32 (experts float16)".</summary>
-    public string DtypeLabel => ExpertDtype == Dtype ? BenchSettings.DtypeName(Dtype) : $"{BenchSettings.DtypeName(Dtype)} (experts {BenchSettings.DtypeName(ExpertDtype)})";
+    public string DtypeLabel => BenchSettings.DtypeLabel(Dtype, ExpertDtype);
 }

@@ -35,6 +35,10 @@ public sealed record BenchSettings
         _ => throw new ArgumentException($"unknown dtype '{name}' (use float32, bfloat16 or float16)"),
     };
 
+    /// <summary>The compute dtype, and the experts' where they differ: "float32 (experts float16)".</summary>
+    public static string DtypeLabel(ScalarType compute, ScalarType experts) =>
+        experts == compute ? DtypeName(compute) : $"{DtypeName(compute)} (experts {DtypeName(experts)})";
+
     public static string DtypeName(ScalarType dtype) => dtype switch
     {
         ScalarType.Float32 => "float32",

@@ -124,7 +124,7 @@ public sealed class Evaluator
         return new EvalResult
         {
             Model = new EvalModelInfo(settings.ModelDir, config.ModelType, config.NumLayers, config.NumExperts, config.ExpertsPerToken,
-                config.VocabSize, BenchSettings.DtypeName(settings.Dtype) + (model.ExpertDtype != settings.Dtype ? $" (experts {BenchSettings.DtypeName(model.ExpertDtype)})" : ""),
+                config.VocabSize, BenchSettings.DtypeLabel(settings.Dtype, model.ExpertDtype),
                 settings.Device, context, encoder.AppendsEndOfText),
             DataDir = settings.DataDir,
             Policy = settings.Policy.ToWireName(),

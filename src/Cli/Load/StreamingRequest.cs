@@ -41,7 +41,7 @@ public static class StreamingRequest
             {
                 string text = await response.Content.ReadAsStringAsync(ct);
                 return new RequestTiming((int)response.StatusCode, null, clock.Elapsed.TotalSeconds, [], 0,
-                    $"status {(int)response.StatusCode}: {text[..Math.Min(text.Length, 200)]}");
+                    $"status {(int)response.StatusCode}: {Excerpt(text)}");
             }
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(ct));
             double? first = null;
@@ -55,7 +55,7 @@ public static class StreamingRequest
                 if (data == "[DONE]") break;
                 // The client shares the machine with the server: only the final usage chunk is parsed as
                 // JSON; token chunks are recognised by their logprobs object.
-                if (data.StartsWith("{\"error\"")) return new RequestTiming(500, first, clock.Elapsed.TotalSeconds, gaps, outputTokens, $"error event: {data[..Math.Min(data.Length, 200)]}");
+                if (data.StartsWith("{\"error\"")) return new RequestTiming(500, first, clock.Elapsed.TotalSeconds, gaps, outputTokens, $"error event: {Excerpt(data)}");
                 if (data.Contains("\"usage\":{"))
                 {
                     using var doc = JsonDocument.Parse(data);
@@ -70,4 +70,7 @@ public static class StreamingRequest
             return new RequestTiming(200, first, clock.Elapsed.TotalSeconds, gaps, outputTokens);
         }
     }
+
+    /// <summary>The start of a server's answer, short enough for a line of the report.</summary>
+    private static string Excerpt(string text) => text[..Math.Min(text.Length, 200)];
 }

@@ -92,7 +92,7 @@ public sealed class ExpertBank : IDisposable
 
     private Tensor RunOneByOne(Tensor inputs, long[] counts)
     {
-        if (_packedDown is not null) return RunPacked(inputs, counts, Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).ToList());
+        if (_packedDown is not null) return RunPacked(inputs, counts, FirstRows(counts), Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).ToList());
         var outputs = new List<Tensor>(counts.Length);
         long offset = 0;
         for (int e = 0; e < counts.Length; e++)
@@ -111,8 +111,7 @@ public sealed class ExpertBank : IDisposable
     /// </summary>
     private Tensor RunShared(Tensor inputs, long[] counts, WorkerThreads threads)
     {
-        var offsets = new long[counts.Length];
-        for (int e = 1; e < counts.Length; e++) offsets[e] = offsets[e - 1] + counts[e - 1];
+        var offsets = FirstRows(counts);
         var groups = Enumerable.Range(0, threads.Count).Select(_ => new List<int>()).ToArray();
         var rows = new long[threads.Count];
         foreach (int e in Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).OrderByDescending(e => counts[e]))
@@ -129,7 +128,7 @@ public sealed class ExpertBank : IDisposable
             if (_packedDown is not null)
             {
                 // One call for the group; its rows are not contiguous in the input, so each expert's are copied back to its place.
-                var result = RunPacked(inputs, counts, group);
+                var result = RunPacked(inputs, counts, offsets, group);
                 long at = 0;
                 foreach (int e in group)
                 {
@@ -147,18 +146,25 @@ public sealed class ExpertBank : IDisposable
     /// <summary>The FBGEMM-packed <paramref name="experts"/> on their rows, in one call.</summary>
     /// <param name="inputs">[N, H] rows sorted by expert, any float dtype.</param>
     /// <param name="counts">[E] rows per expert.</param>
+    /// <param name="offsets">[E] each expert's first row (<see cref="FirstRows"/>).</param>
     /// <param name="experts">The experts to run, each with rows.</param>
     /// <returns>[sum of their counts, H] in the order of <paramref name="experts"/>, the inputs' dtype.</returns>
-    private Tensor RunPacked(Tensor inputs, long[] counts, IReadOnlyList<int> experts)
+    private Tensor RunPacked(Tensor inputs, long[] counts, long[] offsets, IReadOnlyList<int> experts)
     {
         var rows = inputs.dtype == ScalarType.Float32 ? inputs : inputs.to(ScalarType.Float32);
-        var offsets = new long[counts.Length];
-        for (int e = 1; e < counts.Length; e++) offsets[e] = offsets[e - 1] + counts[e - 1];
         var output = HalfPackedGemm.SwiGlu(
             experts.Select(e => rows.narrow(0, offsets[e], counts[e])).ToArray(),
             experts.Select(e => _packedGateUp![e]).ToArray(), experts.Select(e => _packedDown![e]).ToArray(),
             _gateUpBias!, _downBias!);
         return output.dtype == inputs.dtype ? output : output.to(inputs.dtype);
+    }
+
+    /// <returns>[E] the first row of each expert's run in rows sorted by expert.</returns>
+    private static long[] FirstRows(long[] counts)
+    {
+        var first = new long[counts.Length];
+        for (int e = 1; e < counts.Length; e++) first[e] = first[e - 1] + counts[e - 1];
+        return first;
     }
 
     /// <summary>Pads every expert's rows to the largest count and runs two batched products.</summary>

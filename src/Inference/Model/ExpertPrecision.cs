@@ -37,6 +37,11 @@ public static class ExpertPrecision
         _ => throw new ArgumentException($"expert dtype '{setting}' is not auto, float32, bfloat16 or float16"),
     };
 
+    /// <summary><see cref="Resolve(string, ModelConfig, ScalarType, Device, bool, bool)"/> with what this machine offers: its
+    /// CPU's bfloat16 support, and FBGEMM (probed only for a CPU device).</summary>
+    public static ScalarType Resolve(string setting, ModelConfig config, ScalarType computeDtype, Device device) =>
+        Resolve(setting, config, computeDtype, device, CpuHasBfloat16DotProducts(), device.type == DeviceType.CPU && HalfPackedGemm.Available);
+
     /// <summary>Whether this CPU multiplies bfloat16 natively (Linux: the avx512_bf16 or amx_bf16 flag in /proc/cpuinfo).</summary>
     /// <remarks>Elsewhere, or where the file cannot be read, the answer is no: bfloat16 is then only chosen explicitly.</remarks>
     public static bool CpuHasBfloat16DotProducts(string cpuinfoPath = "/proc/cpuinfo")

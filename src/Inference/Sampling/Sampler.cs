@@ -96,10 +96,6 @@ public sealed class Sampler(SamplingParameters parameters)
         finally { ArrayPool<float>.Shared.Return(scratch); }
     }
 
-    /// <summary>The <paramref name="count"/> most likely tokens, most likely first (ties: lower id).</summary>
-    /// <param name="logprobs">[V] float32 log-probabilities.</param>
-    public static IReadOnlyList<TokenLogprob> TopLogprobs(float[] logprobs, int count) => TopLogprobs(logprobs, 0f, count);
-
     /// <summary>The <paramref name="count"/> most likely tokens by logit, each with logit - <paramref name="logZ"/>
     /// (the same float32 subtraction <see cref="LogSoftmax"/> makes), most likely first (ties: lower id).</summary>
     /// <param name="logits">[V] float32.</param>
