@@ -100,7 +100,8 @@ public sealed class Attention : IDisposable
         return attended.permute(2, 0, 1, 3).reshape(l, heads * d).As(q.dtype);
     }
 
-    /// <summary>All decoding sequences at once: one query each against its padded cache.</summary>
+    /// <summary>All decoding sequences at once: one query each against its cache, read in place where it is host
+    /// float32 (<see cref="PagedDecodeAttention"/>), otherwise gathered into a padded copy for libtorch's fused attention.</summary>
     /// <param name="q">[B, heads, d] queries.</param>
     /// <param name="k">[B, kvHeads, d] keys of the new tokens.</param>
     /// <param name="v">[B, kvHeads, d] values of the new tokens.</param>
@@ -109,6 +110,11 @@ public sealed class Attention : IDisposable
     {
         long b = q.size(0);
         int heads = _config.NumHeads, kvHeads = _config.NumKvHeads, d = _config.HeadDim, group = heads / kvHeads;
+        if (input.DecodeInPlace)
+        {
+            input.Cache.Store(_layer, input.DecodeNewSlots!, k, v);
+            return PagedDecodeAttention.Attend(q, input.Cache, _layer, input.DecodeSlotLists);
+        }
         var slots = input.DecodeSlots!;                                                       // [B, Smax]
         long smax = slots.size(1);
         var (keys, values) = input.Cache.Append(_layer, input.DecodeNewSlots!, slots.view(-1), k, v); // [B*Smax, kvHeads, d]

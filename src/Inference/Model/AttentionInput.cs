@@ -26,6 +26,13 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
     /// <summary>[B] int64 slot of each decoding sequence's new token.</summary>
     public Tensor? DecodeNewSlots { get; set; }
 
+    /// <summary>Decode attention reads the cache in place (<see cref="PagedDecodeAttention"/>): <see cref="DecodeSlotLists"/>
+    /// is set, and <see cref="DecodeSlots"/> and <see cref="DecodeAllowed"/> are not.</summary>
+    public bool DecodeInPlace { get; private set; }
+
+    /// <summary>Each decoding sequence's slots, in batch order (when <see cref="DecodeInPlace"/>).</summary>
+    public IReadOnlyList<long[]> DecodeSlotLists { get; private set; } = [];
+
     /// <summary>[B, Smax] int64 slots of every position of each decoding sequence, padded with slot 0.</summary>
     public Tensor? DecodeSlots { get; set; }
 
@@ -33,7 +40,7 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
     public Tensor? DecodeAllowed { get; set; }
 
     /// <summary>
-    /// Batched decode attention pads every sequence to the batch's longest. libtorch's CPU attention sums over the
+    /// Batched decode attention on a gathered copy pads every sequence to the batch's longest (in-place attention pads nothing). libtorch's CPU attention sums over the
     /// positions in blocks of vector width, so a sequence's result depends on how far it is padded, unless the padded
     /// length is a multiple of this: masked positions then only add zeros to each lane (measured: bit-identical).
     /// </summary>
@@ -50,6 +57,15 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
                 torch.tensor(s.Slots, device: device)));
         if (decodes.Count > 0)
         {
+            input.AllDecode = decodes.Count == batch.Sequences.Count;
+            input.DecodeRows = torch.tensor(decodes.Select(s => (long)s.Start).ToArray(), device: device);
+            input.DecodeNewSlots = torch.tensor(decodes.Select(s => s.Slots[^1]).ToArray(), device: device);
+            if (PagedDecodeAttention.Supports(batch.Cache))
+            {
+                input.DecodeInPlace = true;
+                input.DecodeSlotLists = decodes.Select(s => s.Slots).ToArray();
+                return input;
+            }
             int max = decodes.Max(s => s.Slots.Length);
             max = (max + positionMultiple - 1) / positionMultiple * positionMultiple;
             var slots = new long[decodes.Count * max];
@@ -60,9 +76,6 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
                 Array.Copy(s, 0, slots, b * max, s.Length);
                 Array.Fill(allowed, true, b * max, s.Length);
             }
-            input.AllDecode = decodes.Count == batch.Sequences.Count;
-            input.DecodeRows = torch.tensor(decodes.Select(s => (long)s.Start).ToArray(), device: device);
-            input.DecodeNewSlots = torch.tensor(decodes.Select(s => s.Slots[^1]).ToArray(), device: device);
             input.DecodeSlots = torch.tensor(slots, device: device).view(decodes.Count, max);
             if (decodes.Any(s => s.Slots.Length < max))
                 input.DecodeAllowed = torch.tensor(allowed, device: device).view(decodes.Count, 1, 1, max);
