@@ -108,13 +108,13 @@ public sealed class Attention : IDisposable
     /// <returns>[B, heads*d].</returns>
     private Tensor AttendDecodes(Tensor q, Tensor k, Tensor v, AttentionInput input)
     {
-        long b = q.size(0);
-        int heads = _config.NumHeads, kvHeads = _config.NumKvHeads, d = _config.HeadDim, group = heads / kvHeads;
         if (input.DecodeInPlace)
         {
             input.Cache.Store(_layer, input.DecodeNewSlots!, k, v);
             return PagedDecodeAttention.Attend(q, input.Cache, _layer, input.DecodeSlotLists);
         }
+        long b = q.size(0);
+        int heads = _config.NumHeads, kvHeads = _config.NumKvHeads, d = _config.HeadDim, group = heads / kvHeads;
         var slots = input.DecodeSlots!;                                                       // [B, Smax]
         long smax = slots.size(1);
         var (keys, values) = input.Cache.Append(_layer, input.DecodeNewSlots!, slots.view(-1), k, v); // [B*Smax, kvHeads, d]

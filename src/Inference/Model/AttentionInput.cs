@@ -28,7 +28,7 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
 
     /// <summary>Decode attention reads the cache in place (<see cref="PagedDecodeAttention"/>): <see cref="DecodeSlotLists"/>
     /// is set, and <see cref="DecodeSlots"/> and <see cref="DecodeAllowed"/> are not.</summary>
-    public bool DecodeInPlace { get; private set; }
+    public bool DecodeInPlace => PagedDecodeAttention.Supports(Cache);
 
     /// <summary>Each decoding sequence's slots, in batch order (when <see cref="DecodeInPlace"/>).</summary>
     public IReadOnlyList<long[]> DecodeSlotLists { get; private set; } = [];
@@ -60,9 +60,8 @@ public sealed class AttentionInput(PagedKvCache cache, RotaryTables rotary) : ID
             input.AllDecode = decodes.Count == batch.Sequences.Count;
             input.DecodeRows = torch.tensor(decodes.Select(s => (long)s.Start).ToArray(), device: device);
             input.DecodeNewSlots = torch.tensor(decodes.Select(s => s.Slots[^1]).ToArray(), device: device);
-            if (PagedDecodeAttention.Supports(batch.Cache))
+            if (input.DecodeInPlace)
             {
-                input.DecodeInPlace = true;
                 input.DecodeSlotLists = decodes.Select(s => s.Slots).ToArray();
                 return input;
             }

@@ -11,8 +11,8 @@ namespace MoeServe.Inference.Model;
 /// <summary>
 /// Decode attention on the CPU read straight from the paged cache: each decoding sequence's one query against the
 /// keys and values at its own slots, float32, one sequence at a time. The libtorch path gathers every sequence's
-/// slots into a padded copy and runs fused attention on it; at 16 sequences that gather (memmove) and the fused
-/// kernel's many tiny matrix products cost about 0.9 ms of a 5 ms step, this about 0.1 ms. libtorch has no
+/// slots into a padded copy and runs fused attention on it, which makes many tiny matrix products: measured on one
+/// thread per layer, 16 sequences of 128 positions, 230 us against 84 us for this; 1 sequence, 22 against 5. libtorch has no
 /// paged attention for the CPU (vLLM's CPU backend carries a kernel of its own for the same reason).
 /// </summary>
 /// <remarks>A sequence's result depends on its own slots only, never on the batch or on padding.</remarks>
