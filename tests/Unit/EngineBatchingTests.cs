@@ -87,6 +87,53 @@ public class EngineBatchingTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Two_engine_loops_give_every_sequence_the_output_of_one()
+    {
+        var prompts = Enumerable.Range(0, 16).Select(i => Prompt(200 + i, 8 + 5 * i)).ToList();
+        var one = await RunAll(new EngineOptions(), prompts, 24);
+        var two = await RunAll(new EngineOptions { Loops = 2 }, prompts, 24);
+        for (int i = 0; i < prompts.Count; i++) AssertSame(one[i], two[i], $"prompt {i}, one vs two engine loops");
+    }
+
+    [Fact]
+    public async Task Requests_are_spread_over_the_engine_loops()
+    {
+        using var model = MoeForCausalLM.Load(Dir, torch.ScalarType.Float32, torch.CPU);
+        var tokenizer = ModelTokenizer.Load(Dir, model.Config);
+        // One running slot per loop: two sequences run at once only if the second request went to the other loop.
+        using var engine = new InferenceEngine(model, tokenizer, new EngineOptions { Loops = 2, MaxRunningSequences = 2 }, NullEngineObserver.Instance);
+        var runs = Enumerable.Range(0, 4)
+            .Select(i => Collect(engine.Submit(new GenerationRequest
+            {
+                PromptIds = Prompt(300 + i, 16), Sampling = new SamplingParameters { Temperature = 0 }, MaxTokens = 48, IgnoreEos = true,
+            }, CancellationToken.None))).ToList();
+        int most = 0;
+        while (!runs.All(r => r.IsCompleted))
+        {
+            most = Math.Max(most, engine.Running);
+            await Task.Delay(1);
+        }
+        var outputs = await Task.WhenAll(runs);
+        output.WriteLine($"most sequences running at once: {most}");
+        Assert.All(outputs, o => Assert.Equal(48, o.Count));
+        Assert.Equal(2, most);
+        Assert.Equal(0, engine.Running);
+    }
+
+    [Theory]
+    [InlineData(4, 600, 64, "Engine:Loops")]      // 150 tokens per loop cannot hold one 256-token context
+    [InlineData(2, 65536, 1, "Engine:MaxRunningSequences")]
+    public void Loops_that_cannot_each_serve_a_sequence_are_refused_at_start(int loops, int kvTokens, int maxRunning, string key)
+    {
+        using var model = MoeForCausalLM.Load(Dir, torch.ScalarType.Float32, torch.CPU);
+        var tokenizer = ModelTokenizer.Load(Dir, model.Config);
+        var e = Assert.Throws<ArgumentException>(() => new InferenceEngine(model, tokenizer,
+            new EngineOptions { Loops = loops, KvCacheTokens = kvTokens, MaxRunningSequences = maxRunning }, NullEngineObserver.Instance));
+        output.WriteLine(e.Message);
+        Assert.Contains(key, e.Message);
+    }
+
+    [Fact]
     public async Task Preemption_and_recompute_do_not_change_the_output()
     {
         var prompts = Enumerable.Range(0, 8).Select(i => Prompt(100 + i, 40)).ToList();

@@ -35,6 +35,11 @@ public sealed class EngineOptions
     /// <summary>Intra-op threads of libtorch on the engine thread (0 = libtorch's default).</summary>
     [Range(0, 1024)] public int TorchThreads { get; set; }
 
+    /// <summary>Independent engine loops, each on its own thread with an equal share of the running sequences and the
+    /// key/value cache, sharing the weights; a request goes to the least busy loop. Their steps run side by side without
+    /// waiting for each other. 1: one loop, every running sequence in one step.</summary>
+    [Range(1, 64)] public int Loops { get; set; } = 1;
+
     /// <summary>Threads that run one step's sequences through the model at once, each thread a contiguous part of
     /// them (data parallelism inside a step), on steps where every token routes on its own (vanilla, or capacity
     /// policies on decode steps without Routing:ApplyToDecode). 1: the engine thread alone.</summary>

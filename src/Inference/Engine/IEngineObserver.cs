@@ -7,8 +7,10 @@ namespace MoeServe.Inference.Engine;
 /// <param name="Sequences">Sequences in the batch.</param>
 /// <param name="Routing">Loads, drops and reroutes per layer and expert.</param>
 /// <param name="Seconds">Wall time of the forward pass.</param>
-/// <param name="KvCacheUsage">Share of the key/value cache blocks held by sequences, 0..1.</param>
-/// <param name="Preemptions">Sequences preempted since the engine started.</param>
+/// <param name="Running">Sequences admitted, over all engine loops.</param>
+/// <param name="Waiting">Sequences waiting, over all engine loops.</param>
+/// <param name="KvCacheUsage">Share of the key/value cache blocks held by sequences, over all engine loops, 0..1.</param>
+/// <param name="Preemptions">Sequences preempted since the engine started, over all loops.</param>
 public sealed record StepStats(int Tokens, int Sequences, StepRoutingStats Routing, double Seconds, int Running, int Waiting,
     double KvCacheUsage, long Preemptions);
 
@@ -17,7 +19,7 @@ public sealed record SequenceStats(string Policy, int PromptTokens, int Completi
 
 /// <summary>
 /// Receives engine events. Implementations observe only (metrics); they never steer the engine, and
-/// they must be cheap: they run on the engine thread.
+/// they must be cheap and thread-safe: they run on the engine loops' threads, several at once with Engine:Loops > 1.
 /// </summary>
 public interface IEngineObserver
 {

@@ -10,8 +10,10 @@ namespace MoeServe.Inference.Engine;
 /// blocks are freed and it waits at the front of the queue to be recomputed. Deals in counts and block
 /// numbers only.
 /// </summary>
-public sealed class Scheduler(EngineOptions options, BlockAllocator blocks)
+/// <param name="maxRunning">Sequences admitted at once; null: Engine:MaxRunningSequences (an engine loop passes its share).</param>
+public sealed class Scheduler(EngineOptions options, BlockAllocator blocks, int? maxRunning = null)
 {
+    private readonly int _maxRunning = maxRunning ?? options.MaxRunningSequences;
     private readonly LinkedList<Sequence> _waiting = new();
     private readonly List<Sequence> _running = [];
 
@@ -51,7 +53,7 @@ public sealed class Scheduler(EngineOptions options, BlockAllocator blocks)
             scheduled.Add(new ScheduledSequence(s.Id, chunk));
             budget -= chunk;
         }
-        while (budget > 0 && _running.Count < options.MaxRunningSequences && _waiting.First is { } node)
+        while (budget > 0 && _running.Count < _maxRunning && _waiting.First is { } node)
         {
             var s = node.Value;
             // Blocks for every token it has plus the one it will generate next: its chunks never wait for memory.
