@@ -10,6 +10,9 @@ public sealed class BadConfigurationTests
     [Theory]
     [InlineData("--Engine:MaxRunningSequences=0", "Engine:MaxRunningSequences")]
     [InlineData("--Engine:MaxBatchedTokens=1", "Engine:MaxBatchedTokens")]
+    [InlineData("--Engine:Loops=0", "Engine:Loops")]
+    [InlineData("--Engine:MaxRunningSequences=1", "Engine:MaxRunningSequences")] // fewer running slots than the default 2 loops
+    [InlineData("--Engine:KvCacheTokens=4000 --Engine:Loops=4", "Engine:Loops")]  // enough for one loop; 1000 tokens a loop is less than one 1024-token context
     [InlineData("--Model:ComputeDtype=float64", "Model:ComputeDtype")]
     [InlineData("--Model:ExpertDtype=float64", "Model:ExpertDtype")]
     [InlineData("--Model:BatchInvariant=sometimes", "Model:BatchInvariant")]
@@ -19,8 +22,8 @@ public sealed class BadConfigurationTests
     [InlineData("--Routing:Strategy=loudest", "Routing:Strategy")]
     [InlineData("--Server:MaxRequestBodyBytes=10", "Server:MaxRequestBodyBytes")]
     [InlineData("--Model:Path=/nonexistent", "/nonexistent/config.json")]
-    public Task Bad_setting_stops_the_server_with_one_line_naming_it(string argument, string named) =>
-        AssertStopsWithOneLineNaming(named, argument);
+    public Task Bad_setting_stops_the_server_with_one_line_naming_it(string arguments, string named) =>
+        AssertStopsWithOneLineNaming(named, arguments.Split(' '));
 
     /// <summary>
     /// Expert parallelism: caught either by validation at start or when the plan meets the checkpoint (the

@@ -111,13 +111,13 @@ public sealed class DisconnectTests(ServerFixture fixture)
     }
 }
 
-/// <summary>A server with one running slot and no queue: a second request while one runs gets 429.</summary>
+/// <summary>A server with one engine loop, one running slot and no queue: a second request while one runs gets 429.</summary>
 public sealed class QueueFullServerFixture : IAsyncLifetime
 {
     public ServerProcess Server { get; private set; } = null!;
 
     public async Task InitializeAsync() =>
-        Server = await ServerProcess.StartAsync("queue", "--Engine:MaxRunningSequences=1", "--Engine:MaxQueuedRequests=0");
+        Server = await ServerProcess.StartAsync("queue", "--Engine:Loops=1", "--Engine:MaxRunningSequences=1", "--Engine:MaxQueuedRequests=0");
 
     public async Task DisposeAsync()
     {

@@ -37,7 +37,7 @@ public sealed class ExpertParallelOptions : IValidatableObject
     /// <summary>load_aware: extra replicas per layer for the hottest experts (each replica takes an even share of its expert's pairs).</summary>
     [Range(0, 1_000_000)] public int RedundantExperts { get; set; }
 
-    /// <summary>Run the devices at once, one worker thread each (true), or one after another on the engine thread.</summary>
+    /// <summary>Run the devices at once, one worker thread each (true), or one after another on the engine loop's thread.</summary>
     public bool Concurrent { get; set; } = true;
 
     /// <summary>Threads that share each CPU device's experts in a layer (busiest expert first to the least-loaded thread); CUDA devices ignore it.</summary>

@@ -7,7 +7,7 @@ namespace MoeServe.Api.Metrics;
 /// The expert loads of the most recent engine steps (layer x expert, in total and per policy), kept as
 /// running sums (add the new step, subtract the evicted one), for the imbalance gauge and the
 /// load-matrix JSON endpoint, and the expert-parallel devices' pairs per layer with the straggler ratio.
-/// Written by the engine thread, read by requests.
+/// Written by the engine loops' threads, read by requests.
 /// </summary>
 public sealed class LoadWindow(int steps = 256)
 {

@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 namespace MoeServe.Inference.Engine;
 
 /// <summary>Scheduler limits (configuration section "Engine").</summary>
-public sealed class EngineOptions
+public sealed class EngineOptions : IValidatableObject
 {
     public const string Section = "Engine";
 
@@ -32,7 +32,7 @@ public sealed class EngineOptions
     /// <summary>Tokens per key/value cache block.</summary>
     [Range(1, 1024)] public int KvBlockSize { get; set; } = 16;
 
-    /// <summary>Intra-op threads of libtorch on the engine thread (0 = libtorch's default).</summary>
+    /// <summary>Intra-op threads of libtorch on each engine loop's thread (0 = libtorch's default).</summary>
     [Range(0, 1024)] public int TorchThreads { get; set; }
 
     /// <summary>Independent engine loops, each on its own thread with an equal share of the running sequences and the
@@ -42,6 +42,12 @@ public sealed class EngineOptions
 
     /// <summary>Threads that run one step's sequences through the model at once, each thread a contiguous part of
     /// them (data parallelism inside a step), on steps where every token routes on its own (vanilla, or capacity
-    /// policies on decode steps without Routing:ApplyToDecode). 1: the engine thread alone.</summary>
+    /// policies on decode steps without Routing:ApplyToDecode). 1: the loop's thread alone.</summary>
     [Range(1, 256)] public int StepThreads { get; set; } = 1;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext context)
+    {
+        if (MaxRunningSequences < Loops)
+            yield return new ValidationResult($"must be at least Engine:Loops ({Loops}): every loop needs a running slot", [nameof(MaxRunningSequences)]);
+    }
 }

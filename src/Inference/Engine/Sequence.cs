@@ -5,7 +5,7 @@ using MoeServe.Inference.Sampling;
 namespace MoeServe.Inference.Engine;
 
 /// <summary>
-/// Engine-side state of one generating sequence, owned by the engine thread. Its tokens are the prompt
+/// Engine-side state of one generating sequence, owned by its engine loop's thread. Its tokens are the prompt
 /// followed by what it generated; ComputedTokens of them have keys and values in the cache. Prefill,
 /// chunked prefill, decode and recompute after preemption are all "compute the uncomputed tokens".
 /// </summary>
