@@ -125,7 +125,7 @@ internal sealed class EngineLoop : IDisposable
         }
         if (!any) return;
         PublishCounts();
-        _observer.OnQueueChanged(_engine.Running, _engine.Waiting);
+        _engine.Report(() => _observer.OnQueueChanged(_engine.Running, _engine.Waiting));
     }
 
     private void DropCancelled()
@@ -163,8 +163,8 @@ internal sealed class EngineLoop : IDisposable
         double seconds = Stopwatch.GetElapsedTime(begin).TotalSeconds;
         foreach (var (id, count) in scheduled.Sequences) Update(_sequences[id], count, logits, rows);
         PublishCounts();
-        _observer.OnStep(new StepStats(scheduled.TotalTokens, scheduled.Sequences.Count, loads, seconds, _engine.Running, _engine.Waiting,
-            _engine.KvCacheUsage, _engine.Preemptions));
+        _engine.Report(() => _observer.OnStep(new StepStats(scheduled.TotalTokens, scheduled.Sequences.Count, loads, seconds, _engine.Running,
+            _engine.Waiting, _engine.KvCacheUsage, _engine.Preemptions)));
     }
 
     private void Update(Sequence s, int tokensRun, StepLogits logits, Dictionary<long, SequenceLogits> rows)
@@ -231,7 +231,7 @@ internal sealed class EngineLoop : IDisposable
         double queued = Stopwatch.GetElapsedTime(s.QueuedAt, s.StartedAt == 0 ? Stopwatch.GetTimestamp() : s.StartedAt).TotalSeconds;
         _observer.OnSequenceFinished(new SequenceStats(s.Request.Policy.ToWireName(), s.PromptLength, s.Generated, queued, reason));
         PublishCounts();
-        _observer.OnQueueChanged(_engine.Running, _engine.Waiting);
+        _engine.Report(() => _observer.OnQueueChanged(_engine.Running, _engine.Waiting));
     }
 
     /// <summary>Stops the loop (cancelling what it holds) and frees its cache.</summary>

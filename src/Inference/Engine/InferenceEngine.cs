@@ -75,6 +75,18 @@ public sealed class InferenceEngine : IDisposable
         return channel.Reader;
     }
 
+    /// <summary>
+    /// Runs a loop's report to the observer under one lock. A report reads every loop's published counts: without the
+    /// lock, a loop could read another's count just before that one drops it and set the gauge after that loop's
+    /// own, fresher report, leaving a stale total on an idle server.
+    /// </summary>
+    internal void Report(Action report)
+    {
+        lock (_reportLock) report();
+    }
+
+    private readonly object _reportLock = new();
+
     /// <summary>A request left the queue (started, or finished before starting); called by its loop.</summary>
     internal void Dequeued() => Interlocked.Decrement(ref _queued);
 
