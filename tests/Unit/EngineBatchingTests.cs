@@ -77,22 +77,17 @@ public class EngineBatchingTests(Xunit.Abstractions.ITestOutputHelper output)
         AssertSame(aloneLast[0], batched[15], $"{expertDtype} experts, last prompt alone vs batched");
     }
 
-    [Fact]
-    public async Task Two_step_threads_give_every_sequence_the_output_of_one()
+    /// <summary>Two step threads cut each step in two; two engine loops each run their own steps; or both.</summary>
+    [Theory]
+    [InlineData(1, 2)]
+    [InlineData(2, 1)]
+    [InlineData(2, 2)]
+    public async Task Parallel_engines_give_every_sequence_the_output_of_one_thread(int loops, int stepThreads)
     {
         var prompts = Enumerable.Range(0, 16).Select(i => Prompt(100 + i, 8 + 5 * i)).ToList();
         var one = await RunAll(new EngineOptions(), prompts, 24);
-        var two = await RunAll(new EngineOptions { StepThreads = 2 }, prompts, 24);
-        for (int i = 0; i < prompts.Count; i++) AssertSame(one[i], two[i], $"prompt {i}, one vs two step threads");
-    }
-
-    [Fact]
-    public async Task Two_engine_loops_give_every_sequence_the_output_of_one()
-    {
-        var prompts = Enumerable.Range(0, 16).Select(i => Prompt(200 + i, 8 + 5 * i)).ToList();
-        var one = await RunAll(new EngineOptions(), prompts, 24);
-        var two = await RunAll(new EngineOptions { Loops = 2 }, prompts, 24);
-        for (int i = 0; i < prompts.Count; i++) AssertSame(one[i], two[i], $"prompt {i}, one vs two engine loops");
+        var parallel = await RunAll(new EngineOptions { Loops = loops, StepThreads = stepThreads }, prompts, 24);
+        for (int i = 0; i < prompts.Count; i++) AssertSame(one[i], parallel[i], $"prompt {i}, one thread vs {loops} loop(s) of {stepThreads} step thread(s)");
     }
 
     [Fact]

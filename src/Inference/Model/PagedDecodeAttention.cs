@@ -92,21 +92,34 @@ public static unsafe class PagedDecodeAttention
                 int count = Math.Min(blockSize, n - start);
                 for (int h = 0; h < kvHeads; h++) ScoresAvx(q + h * group * d, h, slots, start, count, n, scores + h * group * n);
             }
-            var sums = stackalloc float[heads];
-            for (int row = 0; row < heads; row++)
-            {
-                var scoreRow = new Span<float>(scores + row * n, n);
-                TensorPrimitives.Subtract(scoreRow, TensorPrimitives.Max(scoreRow), scoreRow);
-                TensorPrimitives.Exp(scoreRow, scoreRow);
-                sums[row] = TensorPrimitives.Sum(scoreRow);
-            }
+            Span<float> sums = stackalloc float[heads];
+            ExpRows(scores, n, sums);
             new Span<float>(output, heads * d).Clear();
             for (int start = 0; start < n; start += blockSize)
             {
                 int count = Math.Min(blockSize, n - start);
                 for (int h = 0; h < kvHeads; h++) WeightedValuesAvx(output + h * group * d, h, slots, start, count, n, scores + h * group * n);
             }
-            for (int row = 0; row < heads; row++)
+            DivideRows(output, sums);
+        }
+
+        /// <summary>Softmax's numerators, in place, for each of <paramref name="sums"/>.Length rows of <paramref name="n"/>
+        /// scores: exp(score - the row's maximum), as libtorch subtracts it; each row's sum goes to <paramref name="sums"/>.</summary>
+        private static void ExpRows(float* scores, int n, Span<float> sums)
+        {
+            for (int row = 0; row < sums.Length; row++)
+            {
+                var scoreRow = new Span<float>(scores + row * n, n);
+                TensorPrimitives.Subtract(scoreRow, TensorPrimitives.Max(scoreRow), scoreRow);
+                TensorPrimitives.Exp(scoreRow, scoreRow);
+                sums[row] = TensorPrimitives.Sum(scoreRow);
+            }
+        }
+
+        /// <summary>Divides output row i ([d] floats) by <paramref name="sums"/>[i]: the softmax's normalisation, after the weighted sum.</summary>
+        private void DivideRows(float* output, ReadOnlySpan<float> sums)
+        {
+            for (int row = 0; row < sums.Length; row++)
             {
                 var outputRow = new Span<float>(output + row * d, d);
                 TensorPrimitives.Divide(outputRow, sums[row], outputRow);
@@ -119,23 +132,11 @@ public static unsafe class PagedDecodeAttention
         [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a kernel: optimised from its first call, not after tiering
         public void Attend(float* q, float* output, int h, long[] slots, float* scores)
         {
-            int n = slots.Length;
             Scores(q, h, slots, scores);
-            // Softmax per query head, subtracting the maximum as libtorch does; normalised after the sum below.
-            var sums = stackalloc float[group];
-            for (int g = 0; g < group; g++)
-            {
-                var row = new Span<float>(scores + g * n, n);
-                TensorPrimitives.Subtract(row, TensorPrimitives.Max(row), row);
-                TensorPrimitives.Exp(row, row);
-                sums[g] = TensorPrimitives.Sum(row);
-            }
+            Span<float> sums = stackalloc float[group];
+            ExpRows(scores, slots.Length, sums);
             WeightedValues(output, h, slots, scores);
-            for (int g = 0; g < group; g++)
-            {
-                var row = new Span<float>(output + g * d, d);
-                TensorPrimitives.Divide(row, sums[g], row);
-            }
+            DivideRows(output, sums);
         }
 
         /// <summary>Prefetches into the second-level cache every line of the sequence's slots in <paramref name="cache"/> (keys or values).</summary>
