@@ -47,9 +47,9 @@ public sealed class ModelLoader(
             state.SetReady(new ServedModel(id, _engine, tokenizer, context, DateTimeOffset.UtcNow.ToUnixTimeSeconds()));
             var plan = model.ExpertParallel;
             metrics.SetDevices(plan.Names);
-            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype} (experts in {ExpertDtype}, batch-invariant {BatchInvariant}); experts on {Devices} ({Placement} placement, {Redundant} redundant, {Execution}, {Threads} thread(s) per device); chat template {Template}; loaded in {Seconds:F1}s",
+            logger.LogInformation("Serving {Model} ({Type}, {Layers} layers, {Experts} experts, top-{K}) from {Dir} on {Device} in {Dtype} (experts in {ExpertDtype}, batch-invariant {BatchInvariant}); experts on {Devices} ({Placement} placement, {Redundant} redundant, {Execution}, {Threads} thread(s) per device); {Loops} engine loop(s) of {StepThreads} step thread(s); chat template {Template}; loaded in {Seconds:F1}s",
                 id, model.Config.ModelType, model.Config.NumLayers, model.Config.NumExperts, model.Config.ExpertsPerToken, dir, device, dtype, expertDtype, options.BatchInvariant,
-                string.Join(", ", plan.Names), plan.Placement.Mode, plan.Placement.RedundantExperts, plan.Concurrent ? "concurrent" : "in turn", plan.ThreadsPerDevice,
+                string.Join(", ", plan.Names), plan.Placement.Mode, plan.Placement.RedundantExperts, plan.Concurrent ? "concurrent" : "in turn", plan.ThreadsPerDevice, engineOptions.Value.Loops, engineOptions.Value.StepThreads,
                 tokenizer.ChatTemplate.Name, (DateTime.UtcNow - started).TotalSeconds);
         }
         catch (Exception e) when (e is CheckpointException or ArgumentException or IOException or UnauthorizedAccessException)
