@@ -162,12 +162,6 @@ internal sealed class EngineLoop : IDisposable
         }
         double seconds = Stopwatch.GetElapsedTime(begin).TotalSeconds;
         foreach (var (id, count) in scheduled.Sequences) Update(_sequences[id], count, logits, rows);
-        // Let runnable threads (Kestrel's socket sends of the tokens just written) have this core now rather than at the
-        // scheduler's next tick: with every core running back-to-back steps, two tokens of a stream otherwise left
-        // together. Measured, 4 alternating rounds: concurrency-4 ITL p50 1.7 ms instead of 0 (pairs), ITL p99 at 1 /
-        // 4 / 16 clients 2.5-3.3 / 5.8-7.1 / 10.2-11.9 ms against 4.0-4.4 / 8.0 / 11.9-12.1; concurrency-16 tok/s the
-        // same within noise (8 rounds, medians 3342 and 3323), concurrency 4 about 5% lower.
-        Thread.Yield();
         PublishCounts();
         _engine.Report(() => _observer.OnStep(new StepStats(scheduled.TotalTokens, scheduled.Sequences.Count, loads, seconds, _engine.Running,
             _engine.Waiting, _engine.KvCacheUsage, _engine.Preemptions)));
