@@ -106,6 +106,8 @@ internal sealed class EngineLoop : IDisposable
         foreach (var s in _scheduler.All.ToList()) Finish(s, "cancelled");
     }
 
+    /// <summary>Copies the scheduler's counts (owned by this thread) to the fields other threads read: admission in
+    /// <see cref="InferenceEngine.Submit"/>, and every loop's totals for the observer.</summary>
     private void PublishCounts()
     {
         _running = _scheduler.Running;
