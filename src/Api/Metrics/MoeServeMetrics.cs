@@ -37,7 +37,6 @@ public sealed class MoeServeMetrics : IEngineObserver
     private readonly Gauge _kvUsage = Prometheus.Metrics.CreateGauge("moeserve_kv_cache_usage_ratio", "Share of key/value cache blocks in use.");
     private readonly Counter _preemptions = Prometheus.Metrics.CreateCounter("moeserve_preemptions_total", "Sequences preempted (evicted from the cache and recomputed).");
     private long _preemptionsSeen;
-    private readonly object _preemptionsLock = new();
 
     private readonly Counter _expertDropped = Prometheus.Metrics.CreateCounter("moeserve_expert_dropped_total",
         "Token-expert pairs dropped by capacity at an expert.", new CounterConfiguration { LabelNames = ["layer", "expert", "policy"] });
@@ -77,12 +76,8 @@ public sealed class MoeServeMetrics : IEngineObserver
         _batchSequences.Observe(step.Sequences);
         _stepSeconds.Observe(step.Seconds);
         _kvUsage.Set(step.KvCacheUsage);
-        // The engine reports a running total, from several loop threads: count only what no earlier report counted.
-        lock (_preemptionsLock)
-        {
-            if (step.Preemptions > _preemptionsSeen) _preemptions.Inc(step.Preemptions - _preemptionsSeen);
-            _preemptionsSeen = Math.Max(_preemptionsSeen, step.Preemptions);
-        }
+        _preemptions.Inc(step.Preemptions - _preemptionsSeen); // the engine reports a running total, one step at a time
+        _preemptionsSeen = step.Preemptions;
         var loads = step.Routing.ExpertLoads;
         for (int layer = 0; layer < loads.Length; layer++)
         {

@@ -19,7 +19,9 @@ public sealed record SequenceStats(string Policy, int PromptTokens, int Completi
 
 /// <summary>
 /// Receives engine events. Implementations observe only (metrics); they never steer the engine, and
-/// they must be cheap and thread-safe: they run on the engine loops' threads, several at once with Engine:Loops > 1.
+/// they must be cheap: they run on the engine loops' threads. <see cref="OnStep"/> and <see cref="OnQueueChanged"/>
+/// come one at a time (their totals span the loops, so the engine serialises them); the others may come from
+/// several loops at once with Engine:Loops > 1.
 /// </summary>
 public interface IEngineObserver
 {

@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Threading.Channels;
 using MoeServe.Inference.Model;
 using MoeServe.Inference.Tokenization;
@@ -37,8 +38,9 @@ public sealed class InferenceEngine : IDisposable
             throw new ArgumentException(loops == 1
                 ? $"Engine:KvCacheTokens ({options.KvCacheTokens}) must hold at least one sequence of the full context ({MaxContextTokens} tokens)"
                 : $"Engine:KvCacheTokens ({options.KvCacheTokens}) shared by Engine:Loops ({loops}) must give each loop at least one sequence of the full context ({MaxContextTokens} tokens)");
-        if (options.MaxRunningSequences < loops)
-            throw new ArgumentException($"Engine:MaxRunningSequences ({options.MaxRunningSequences}) must be at least Engine:Loops ({loops})");
+        // The options' own cross-field rules, for callers that bind them without the server's validation.
+        foreach (var problem in options.Validate(new ValidationContext(options)))
+            throw new ArgumentException($"{EngineOptions.Section}:{string.Join(",", problem.MemberNames)}: {problem.ErrorMessage}");
         _tokenizer = tokenizer;
         _options = options;
         var log = logger ?? NullLogger.Instance;

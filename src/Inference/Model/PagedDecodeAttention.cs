@@ -46,14 +46,14 @@ public static unsafe class PagedDecodeAttention
             fixed (byte* outBytes = output.bytes)
             fixed (float* scoreBase = scores)
             {
-                var heads_ = new Heads((float*)cache.KeyPointer(layer), (float*)cache.ValuePointer(layer), kvHeads, (int)d, group, 1f / MathF.Sqrt(d));
+                var layerHeads = new Heads((float*)cache.KeyPointer(layer), (float*)cache.ValuePointer(layer), kvHeads, (int)d, group, 1f / MathF.Sqrt(d));
                 for (int s = 0; s < b; s++)
                 {
                     float* sequenceQueries = (float*)qBytes + s * heads * d, sequenceOutput = (float*)outBytes + s * heads * d;
-                    if (heads_.Vectorised) heads_.AttendByBlocks(sequenceQueries, sequenceOutput, slots[s], cache.BlockSize, scoreBase);
+                    if (layerHeads.Vectorised) layerHeads.AttendByBlocks(sequenceQueries, sequenceOutput, slots[s], cache.BlockSize, scoreBase);
                     else
                         for (int h = 0; h < kvHeads; h++)
-                            heads_.Attend(sequenceQueries + h * group * d, sequenceOutput + h * group * d, h, slots[s], scoreBase);
+                            layerHeads.Attend(sequenceQueries + h * group * d, sequenceOutput + h * group * d, h, slots[s], scoreBase);
                 }
             }
         }
