@@ -126,6 +126,12 @@ internal sealed class EngineLoop : IDisposable
             any = true;
         }
         if (!any) return;
+        ReportQueueChange();
+    }
+
+    /// <summary>Publishes this loop's counts, then reports every loop's running and waiting totals to the observer.</summary>
+    private void ReportQueueChange()
+    {
         PublishCounts();
         _engine.Report(() => _observer.OnQueueChanged(_engine.Running, _engine.Waiting));
     }
@@ -232,8 +238,7 @@ internal sealed class EngineLoop : IDisposable
         s.Events.TryComplete(error);
         double queued = Stopwatch.GetElapsedTime(s.QueuedAt, s.StartedAt == 0 ? Stopwatch.GetTimestamp() : s.StartedAt).TotalSeconds;
         _observer.OnSequenceFinished(new SequenceStats(s.Request.Policy.ToWireName(), s.PromptLength, s.Generated, queued, reason));
-        PublishCounts();
-        _engine.Report(() => _observer.OnQueueChanged(_engine.Running, _engine.Waiting));
+        ReportQueueChange();
     }
 
     /// <summary>Stops the loop (cancelling what it holds) and frees its cache.</summary>
