@@ -234,11 +234,13 @@ internal sealed class EngineLoop : IDisposable
         _scheduler.Remove(s);
         _sequences.Remove(s.Id);
         if (s.StartedAt == 0) Dequeued();
-        if (!eventSent) s.Events.TryWrite(new SequenceEvent { FinishReason = reason, PromptTokens = s.PromptLength, CompletionTokens = s.Generated, DroppedPairs = s.DroppedPairs, ReroutedPairs = s.ReroutedPairs });
-        s.Events.TryComplete(error);
+        // Account for the sequence (counts, gauges, totals) before its channel completes, which is where its reader
+        // sees it end: a client whose stream has ended then never finds it still running in the engine's counts or in /metrics.
         double queued = Stopwatch.GetElapsedTime(s.QueuedAt, s.StartedAt == 0 ? Stopwatch.GetTimestamp() : s.StartedAt).TotalSeconds;
         _observer.OnSequenceFinished(new SequenceStats(s.Request.Policy.ToWireName(), s.PromptLength, s.Generated, queued, reason));
         ReportQueueChange();
+        if (!eventSent) s.Events.TryWrite(new SequenceEvent { FinishReason = reason, PromptTokens = s.PromptLength, CompletionTokens = s.Generated, DroppedPairs = s.DroppedPairs, ReroutedPairs = s.ReroutedPairs });
+        s.Events.TryComplete(error);
     }
 
     /// <summary>Stops the loop (cancelling what it holds) and frees its cache.</summary>
