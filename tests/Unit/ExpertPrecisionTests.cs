@@ -29,6 +29,20 @@ public class ExpertPrecisionTests
     public void Resolve_picks_the_expert_dtype(string setting, string? stored, bool cpuHasBfloat16, bool cpuHasFbgemm, ScalarType compute, ScalarType expected) =>
         Assert.Equal(expected, ExpertPrecision.Resolve(setting, Stored(stored), compute, CPU, cpuHasBfloat16, cpuHasFbgemm));
 
+    [Theory]
+    // auto on a CPU that runs the managed kernel: float32 experts (the kernel, on the stored bfloat16 values) for a
+    // bfloat16 checkpoint in a float32 model; a float16 checkpoint keeps FBGEMM, whose float16 holds its weights.
+    [InlineData("auto", "bfloat16", ScalarType.Float32, ScalarType.Float32)]
+    [InlineData("auto", "float16", ScalarType.Float32, ScalarType.Float16)]
+    [InlineData("auto", "bfloat16", ScalarType.BFloat16, ScalarType.Float16)]
+    [InlineData("float16", "bfloat16", ScalarType.Float32, ScalarType.Float16)]
+    public void Resolve_picks_float32_experts_where_the_managed_kernel_runs(string setting, string? stored, ScalarType compute, ScalarType expected) =>
+        Assert.Equal(expected, ExpertPrecision.Resolve(setting, Stored(stored), compute, CPU, cpuHasBfloat16: true, cpuHasFbgemm: true, cpuRunsManagedKernel: true));
+
+    [Fact]
+    public void Auto_keeps_fbgemm_where_the_model_does_not_fit_the_managed_kernel() =>
+        Assert.Equal(ScalarType.Float16, ExpertPrecision.Resolve("auto", Stored("bfloat16") with { HiddenSize = 96 }, ScalarType.Float32, CPU, true, true, true));
+
     [Fact]
     public void Auto_on_cuda_keeps_bfloat16_for_a_bfloat16_checkpoint() =>
         Assert.Equal(ScalarType.BFloat16, ExpertPrecision.Resolve("auto", Stored("bfloat16"), ScalarType.Float32, new Device(DeviceType.CUDA, 0), false, true));

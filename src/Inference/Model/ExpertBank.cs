@@ -11,7 +11,8 @@ namespace MoeServe.Inference.Model;
 /// active and near-even loads (batched decoding of a small model), one padded batched product over all
 /// experts is faster than a product per expert; otherwise (larger experts, few active, uneven loads)
 /// the per-expert loop is cheaper. Float16 weights on CPU are packed for FBGEMM's products instead (see
-/// <see cref="HalfPackedGemm"/>), which take float32 rows.
+/// <see cref="HalfPackedGemm"/>), which take float32 rows; float32 weights that bfloat16 holds exactly run on
+/// <see cref="Bf16SwiGluKernel"/> where the CPU has 512-bit vectors.
 /// </summary>
 /// <remarks>Legend: E experts, H hidden size, F expert FFN size, N token-expert pairs.</remarks>
 public sealed class ExpertBank : IDisposable
@@ -25,6 +26,8 @@ public sealed class ExpertBank : IDisposable
     private readonly Tensor[]? _packedDown;     // [E] packed [H, F]
     private readonly Tensor? _gateUpBias;       // [2F] float32 zeros
     private readonly Tensor? _downBias;         // [H] float32 zeros
+    // The managed kernel's experts (float32 CPU weights that bfloat16 holds exactly); null otherwise. Then _gateUp and _down are empty.
+    private readonly Bf16SwiGluKernel[]? _managed;
 
     /// <param name="gateUp">Per expert [2F, H] (w1 rows, then w3 rows), as the checkpoint stores them.</param>
     /// <param name="down">Per expert [H, F] (w2).</param>
@@ -48,8 +51,47 @@ public sealed class ExpertBank : IDisposable
             _down = torch.empty(0).MoveToOuterDisposeScope();
             return;
         }
+        if (ManagedKernelRuns(gateUp, down))
+        {
+            _managed = gateUp.Zip(down).Select(pair => NewManagedExpert(pair.First, pair.Second)).ToArray();
+            _gateUp = torch.empty(0).MoveToOuterDisposeScope();
+            _down = torch.empty(0).MoveToOuterDisposeScope();
+            return;
+        }
         _gateUp = torch.stack(gateUp.Select(w => w.t()).ToArray()).contiguous().MoveToOuterDisposeScope();
         _down = torch.stack(down.Select(w => w.t()).ToArray()).contiguous().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Whether float32 experts run on <see cref="Bf16SwiGluKernel"/>: CPU weights that bfloat16 holds exactly (a
+    /// bfloat16 checkpoint's), of sizes its tiles fit, on a CPU with 512-bit vectors.</summary>
+    public static bool ManagedKernelRuns(IReadOnlyList<Tensor> gateUp, IReadOnlyList<Tensor> down) =>
+        Bf16SwiGluKernel.Supported
+        && down[0].dtype == ScalarType.Float32 && down[0].device.type == DeviceType.CPU
+        && Bf16SwiGluKernel.Fits(down[0].shape[0], down[0].shape[1])
+        && gateUp.Concat(down).All(HoldsInBfloat16);
+
+    /// <param name="weight">Any shape, float32.</param>
+    private static bool HoldsInBfloat16(Tensor weight)
+    {
+        using var scope = NewDisposeScope();
+        return weight.to(ScalarType.BFloat16).to(ScalarType.Float32).eq(weight).all().item<bool>();
+    }
+
+    /// <param name="gateUp">[2F, H] float32 (w1 rows, then w3 rows), values bfloat16 holds.</param>
+    /// <param name="down">[H, F] float32.</param>
+    private static Bf16SwiGluKernel NewManagedExpert(Tensor gateUp, Tensor down)
+    {
+        using var scope = NewDisposeScope();
+        int f = (int)down.shape[1], h = (int)down.shape[0];
+        var gateUpBits = Bfloat16Bits(gateUp);
+        return new Bf16SwiGluKernel(gateUpBits.AsSpan(0, f * h), gateUpBits.AsSpan(f * h), Bfloat16Bits(down), h, f);
+    }
+
+    /// <returns>The bfloat16 bit patterns of <paramref name="weight"/>'s elements, row-major.</returns>
+    private static ushort[] Bfloat16Bits(Tensor weight)
+    {
+        using var bits = weight.to(ScalarType.BFloat16).contiguous();
+        return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bits.bytes).ToArray();
     }
 
     public int Count { get; }
@@ -61,6 +103,12 @@ public sealed class ExpertBank : IDisposable
     /// <returns>[N, H] expert outputs, in the order and dtype of <paramref name="inputs"/>.</returns>
     public Tensor Run(Tensor inputs, long[] counts, WorkerThreads? threads = null)
     {
+        if (_managed is not null && inputs.dtype != ScalarType.Float32) // the kernel takes float32 rows
+        {
+            using var widened = inputs.to(ScalarType.Float32);
+            using var result = Run(widened, counts, threads);
+            return result.to(inputs.dtype);
+        }
         long n = inputs.size(0), maxRows = counts.Max();
         int active = counts.Count(c => c > 0);
         // One batched product saves calls, which only pays where a product costs mostly its call (small expert
@@ -68,7 +116,7 @@ public sealed class ExpertBank : IDisposable
         // one by one): H 128 / F 256, 8 x 4 rows: 182 vs 264; uneven 32 rows [10,6,5,3,3,2,2,1]: 314 vs 267;
         // H 256 / F 512 (the shipped model), 8 x 4 rows: 1836 vs 1964; the uneven 32 rows: 2838 vs 1513 (the
         // padded batched product reads every expert's weights in small blocks and is memory-bound).
-        bool smallMatrices = _hidden * _ffn <= 65_536 && _packedDown is null;
+        bool smallMatrices = _hidden * _ffn <= 65_536 && _packedDown is null && _managed is null;
         bool grouped = smallMatrices && active * 2 >= Count && Count * maxRows * 4 <= 5 * n;
         if (grouped) return RunGrouped(inputs, counts, maxRows);
         return SharesAmongThreads(counts, threads) ? RunShared(inputs, counts, threads!) : RunOneByOne(inputs, counts);
@@ -92,6 +140,12 @@ public sealed class ExpertBank : IDisposable
 
     private Tensor RunOneByOne(Tensor inputs, long[] counts)
     {
+        if (_managed is not null)
+        {
+            var output = torch.empty_like(inputs); // [N, H]
+            RunManaged(inputs, counts, FirstRows(counts), Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).ToList(), output);
+            return output;
+        }
         if (_packedDown is not null) return RunPacked(inputs, counts, FirstRows(counts), Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).ToList());
         var outputs = new List<Tensor>(counts.Length);
         long offset = 0;
@@ -125,6 +179,11 @@ public sealed class ExpertBank : IDisposable
         {
             // Each thread frees its own temporaries; the shared input and output belong to the caller.
             using var scope = NewDisposeScope();
+            if (_managed is not null)
+            {
+                RunManaged(inputs, counts, offsets, group, output); // each expert writes its own rows
+                return;
+            }
             if (_packedDown is not null)
             {
                 // One call for the group; its rows are not contiguous in the input, so each expert's are copied back to its place.
@@ -159,6 +218,26 @@ public sealed class ExpertBank : IDisposable
         return output.dtype == inputs.dtype ? output : output.to(inputs.dtype);
     }
 
+    /// <summary>The managed kernel's <paramref name="experts"/> on their rows, each written to its rows of <paramref name="output"/>.</summary>
+    /// <param name="inputs">[N, H] float32 rows sorted by expert.</param>
+    /// <param name="output">[N, H] float32, contiguous; only the rows of <paramref name="experts"/> are written.</param>
+    private unsafe void RunManaged(Tensor inputs, long[] counts, long[] offsets, IReadOnlyList<int> experts, Tensor output)
+    {
+        using var rows = inputs.contiguous();
+        float[] scratch = System.Buffers.ArrayPool<float>.Shared.Rent(_managed![0].ScratchFloats + 16);
+        try
+        {
+            fixed (byte* inBytes = rows.bytes)
+            fixed (byte* outBytes = output.bytes)
+            fixed (float* scratchBase = scratch)
+            {
+                foreach (int e in experts)
+                    _managed[e].Run((float*)inBytes + offsets[e] * _hidden, (float*)outBytes + offsets[e] * _hidden, (int)counts[e], scratchBase);
+            }
+        }
+        finally { System.Buffers.ArrayPool<float>.Shared.Return(scratch); }
+    }
+
     /// <returns>[E] the first row of each expert's run in rows sorted by expert.</returns>
     private static long[] FirstRows(long[] counts)
     {
@@ -188,6 +267,7 @@ public sealed class ExpertBank : IDisposable
         _gateUp.Dispose();
         _down.Dispose();
         foreach (var packed in (_packedGateUp ?? []).Concat(_packedDown ?? [])) packed.Dispose();
+        foreach (var kernel in _managed ?? []) kernel.Dispose();
         _gateUpBias?.Dispose();
         _downBias?.Dispose();
     }
