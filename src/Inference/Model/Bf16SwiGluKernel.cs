@@ -86,37 +86,40 @@ public sealed unsafe class Bf16SwiGluKernel : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(float* input, float* output, int rows, float* scratch)
     {
+        int h = _hidden, f = _ffn;
+        int gateTiles = f / Lanes, downTiles = h / ChunkShorts;
         int first = 0;
         for (; rows - first >= 8; first += 8)
         {
-            float* x = input + (long)first * _hidden, y = output + (long)first * _hidden;
-            GateUp8(x, scratch);
+            float* x = input + (long)first * h, y = output + (long)first * h;
+            Rows8(_gateUp, gateTiles, h, x, h, scratch, f, Lanes, _upOffset);
             Activate(scratch, 8);
-            Down8(scratch, y);
+            Rows8(_down, downTiles, f, scratch, f, y, h, ChunkShorts, Lanes);
         }
         for (; first < rows; first += 4)
         {
             int count = Math.Min(4, rows - first);
-            float* x = input + (long)first * _hidden, y = output + (long)first * _hidden;
+            float* x = input + (long)first * h, y = output + (long)first * h;
+            float* a0 = scratch, a1 = scratch + f, a2 = scratch + 2L * f, a3 = scratch + 3L * f;
             switch (count)
             {
                 case 1:
-                    GateUp1(x, scratch);
+                    Rows1(_gateUp, gateTiles, h, x, a0, Lanes, _upOffset);
                     Activate(scratch, 1);
-                    Down1(scratch, y);
+                    Rows1(_down, downTiles, f, a0, y, ChunkShorts, Lanes);
                     break;
                 case 2:
-                    GateUp2(x, x + _hidden, scratch, scratch + _ffn);
+                    Rows2(_gateUp, gateTiles, h, x, x + h, a0, a1, Lanes, _upOffset);
                     Activate(scratch, 2);
-                    Down2(scratch, scratch + _ffn, y, y + _hidden);
+                    Rows2(_down, downTiles, f, a0, a1, y, y + h, ChunkShorts, Lanes);
                     break;
                 default:
                     // Three rows run as four with the last repeated; its results are discarded (written to scratch).
-                    float* x3 = count == 4 ? x + 3L * _hidden : x + 2L * _hidden;
-                    GateUp4(x, x + _hidden, x + 2L * _hidden, x3, scratch);
+                    float* x3 = count == 4 ? x + 3L * h : x + 2L * h;
+                    float* y3 = count == 4 ? y + 3L * h : scratch + 2L * _upOffset;
+                    Rows4(_gateUp, gateTiles, h, x, x + h, x + 2L * h, x3, a0, a1, a2, a3, Lanes, _upOffset);
                     Activate(scratch, count);
-                    float* discard = scratch + 2L * _upOffset;
-                    Down4(scratch, y, y + _hidden, y + 2L * _hidden, count == 4 ? y + 3L * _hidden : discard);
+                    Rows4(_down, downTiles, f, a0, a1, a2, a3, y, y + h, y + 2L * h, y3, ChunkShorts, Lanes);
                     break;
             }
         }
@@ -183,217 +186,24 @@ public sealed unsafe class Bf16SwiGluKernel : IDisposable
         return p * scale;
     }
 
-    // The one-row kernels keep four independent multiply-add chains (two tiles), which reach the rate the weights
-    // stream from the last-level cache (measured: four tiles at once were slower); the two- and four-row kernels
-    // keep eight, enough to hide the instruction's latency.
+    // The products. Both are tiles of 64-byte chunks, one chunk per input (depth: H for gate-up, F for down), each
+    // chunk two vectors of 16 outputs: for gate-up, a tile's gate units (low halves) and up units (high); for down,
+    // hidden units 0-15 and 16-31 of a tile of 32. A row's two vectors go to out + tile x tileStep and that + hiOffset.
+    // The one-row kernel keeps four independent multiply-add chains (two tiles), which reach the rate the weights
+    // stream from the last-level cache (measured: four tiles at once were slower); the others keep eight or sixteen,
+    // enough to hide the instruction's latency.
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void GateUp1(float* x, float* act)
+    private static void Rows1(ushort* weights, int tiles, int depth, float* x, float* out0, int tileStep, int hiOffset)
     {
-        int h = _hidden;
-        for (int tile = 0; tile < _ffn / Lanes; tile += 2)
+        for (int tile = 0; tile < tiles; tile += 2)
         {
-            var w0 = (Vector512<uint>*)(_gateUp + (long)tile * h * ChunkShorts);
-            var w1 = w0 + h;
-            Vector512<float> g0 = default, u0 = default, g1 = default, u1 = default;
-            for (int k = 0; k < h; k++)
-            {
-                var a = Vector512.Create(x[k]);
-                var c = Vector512.Load((uint*)(w0 + k));
-                g0 = Vector512.FusedMultiplyAdd(a, Low(c), g0);
-                u0 = Vector512.FusedMultiplyAdd(a, High(c), u0);
-                c = Vector512.Load((uint*)(w1 + k));
-                g1 = Vector512.FusedMultiplyAdd(a, Low(c), g1);
-                u1 = Vector512.FusedMultiplyAdd(a, High(c), u1);
-            }
-            float* at = act + tile * Lanes;
-            g0.Store(at); u0.Store(at + _upOffset);
-            g1.Store(at + Lanes); u1.Store(at + Lanes + _upOffset);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void GateUp2(float* x0, float* x1, float* act0, float* act1)
-    {
-        int h = _hidden;
-        for (int tile = 0; tile < _ffn / Lanes; tile += 2)
-        {
-            var w0 = (Vector512<uint>*)(_gateUp + (long)tile * h * ChunkShorts);
-            var w1 = w0 + h;
-            Vector512<float> g00 = default, u00 = default, g01 = default, u01 = default, g10 = default, u10 = default, g11 = default, u11 = default;
-            for (int k = 0; k < h; k++)
-            {
-                var a0 = Vector512.Create(x0[k]);
-                var a1 = Vector512.Create(x1[k]);
-                var c = Vector512.Load((uint*)(w0 + k));
-                Vector512<float> lo = Low(c), hi = High(c);
-                g00 = Vector512.FusedMultiplyAdd(a0, lo, g00);
-                u00 = Vector512.FusedMultiplyAdd(a0, hi, u00);
-                g10 = Vector512.FusedMultiplyAdd(a1, lo, g10);
-                u10 = Vector512.FusedMultiplyAdd(a1, hi, u10);
-                c = Vector512.Load((uint*)(w1 + k));
-                lo = Low(c);
-                hi = High(c);
-                g01 = Vector512.FusedMultiplyAdd(a0, lo, g01);
-                u01 = Vector512.FusedMultiplyAdd(a0, hi, u01);
-                g11 = Vector512.FusedMultiplyAdd(a1, lo, g11);
-                u11 = Vector512.FusedMultiplyAdd(a1, hi, u11);
-            }
-            int at = tile * Lanes;
-            g00.Store(act0 + at); u00.Store(act0 + at + _upOffset);
-            g01.Store(act0 + at + Lanes); u01.Store(act0 + at + Lanes + _upOffset);
-            g10.Store(act1 + at); u10.Store(act1 + at + _upOffset);
-            g11.Store(act1 + at + Lanes); u11.Store(act1 + at + Lanes + _upOffset);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void GateUp4(float* x0, float* x1, float* x2, float* x3, float* act)
-    {
-        int h = _hidden, f = _ffn;
-        for (int tile = 0; tile < f / Lanes; tile++)
-        {
-            var w = (Vector512<uint>*)(_gateUp + (long)tile * h * ChunkShorts);
-            Vector512<float> g0 = default, u0 = default, g1 = default, u1 = default, g2 = default, u2 = default, g3 = default, u3 = default;
-            for (int k = 0; k < h; k++)
-            {
-                var c = Vector512.Load((uint*)(w + k));
-                Vector512<float> lo = Low(c), hi = High(c);
-                var a = Vector512.Create(x0[k]);
-                g0 = Vector512.FusedMultiplyAdd(a, lo, g0);
-                u0 = Vector512.FusedMultiplyAdd(a, hi, u0);
-                a = Vector512.Create(x1[k]);
-                g1 = Vector512.FusedMultiplyAdd(a, lo, g1);
-                u1 = Vector512.FusedMultiplyAdd(a, hi, u1);
-                a = Vector512.Create(x2[k]);
-                g2 = Vector512.FusedMultiplyAdd(a, lo, g2);
-                u2 = Vector512.FusedMultiplyAdd(a, hi, u2);
-                a = Vector512.Create(x3[k]);
-                g3 = Vector512.FusedMultiplyAdd(a, lo, g3);
-                u3 = Vector512.FusedMultiplyAdd(a, hi, u3);
-            }
-            int at = tile * Lanes;
-            g0.Store(act + at); u0.Store(act + at + _upOffset);
-            g1.Store(act + f + at); u1.Store(act + f + at + _upOffset);
-            g2.Store(act + 2 * f + at); u2.Store(act + 2 * f + at + _upOffset);
-            g3.Store(act + 3 * f + at); u3.Store(act + 3 * f + at + _upOffset);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void GateUp8(float* x, float* act)
-    {
-        int h = _hidden, f = _ffn;
-        for (int tile = 0; tile < f / Lanes; tile++)
-        {
-            var w = (Vector512<uint>*)(_gateUp + (long)tile * h * ChunkShorts);
-            Vector512<float> g0 = default, u0 = default, g1 = default, u1 = default, g2 = default, u2 = default, g3 = default, u3 = default;
-            Vector512<float> g4 = default, u4 = default, g5 = default, u5 = default, g6 = default, u6 = default, g7 = default, u7 = default;
-            for (int k = 0; k < h; k++)
-            {
-                var c = Vector512.Load((uint*)(w + k));
-                Vector512<float> lo = Low(c), hi = High(c);
-                var a = Vector512.Create(x[k]);
-                g0 = Vector512.FusedMultiplyAdd(a, lo, g0);
-                u0 = Vector512.FusedMultiplyAdd(a, hi, u0);
-                a = Vector512.Create(x[h + k]);
-                g1 = Vector512.FusedMultiplyAdd(a, lo, g1);
-                u1 = Vector512.FusedMultiplyAdd(a, hi, u1);
-                a = Vector512.Create(x[2 * h + k]);
-                g2 = Vector512.FusedMultiplyAdd(a, lo, g2);
-                u2 = Vector512.FusedMultiplyAdd(a, hi, u2);
-                a = Vector512.Create(x[3 * h + k]);
-                g3 = Vector512.FusedMultiplyAdd(a, lo, g3);
-                u3 = Vector512.FusedMultiplyAdd(a, hi, u3);
-                a = Vector512.Create(x[4 * h + k]);
-                g4 = Vector512.FusedMultiplyAdd(a, lo, g4);
-                u4 = Vector512.FusedMultiplyAdd(a, hi, u4);
-                a = Vector512.Create(x[5 * h + k]);
-                g5 = Vector512.FusedMultiplyAdd(a, lo, g5);
-                u5 = Vector512.FusedMultiplyAdd(a, hi, u5);
-                a = Vector512.Create(x[6 * h + k]);
-                g6 = Vector512.FusedMultiplyAdd(a, lo, g6);
-                u6 = Vector512.FusedMultiplyAdd(a, hi, u6);
-                a = Vector512.Create(x[7 * h + k]);
-                g7 = Vector512.FusedMultiplyAdd(a, lo, g7);
-                u7 = Vector512.FusedMultiplyAdd(a, hi, u7);
-            }
-            float* at = act + tile * Lanes;
-            g0.Store(at); u0.Store(at + _upOffset);
-            g1.Store(at + f); u1.Store(at + f + _upOffset);
-            g2.Store(at + 2 * f); u2.Store(at + 2 * f + _upOffset);
-            g3.Store(at + 3 * f); u3.Store(at + 3 * f + _upOffset);
-            g4.Store(at + 4 * f); u4.Store(at + 4 * f + _upOffset);
-            g5.Store(at + 5 * f); u5.Store(at + 5 * f + _upOffset);
-            g6.Store(at + 6 * f); u6.Store(at + 6 * f + _upOffset);
-            g7.Store(at + 7 * f); u7.Store(at + 7 * f + _upOffset);
-        }
-    }
-
-    /// <param name="act">[8, F] activations, row stride F.</param>
-    /// <param name="y">[8, H] outputs, row stride H.</param>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Down8(float* act, float* y)
-    {
-        int f = _ffn, h = _hidden;
-        for (int tile = 0; tile < h / ChunkShorts; tile++)
-        {
-            var w = (Vector512<uint>*)(_down + (long)tile * f * ChunkShorts);
-            Vector512<float> lo0 = default, hi0 = default, lo1 = default, hi1 = default, lo2 = default, hi2 = default, lo3 = default, hi3 = default;
-            Vector512<float> lo4 = default, hi4 = default, lo5 = default, hi5 = default, lo6 = default, hi6 = default, lo7 = default, hi7 = default;
-            for (int k = 0; k < f; k++)
-            {
-                var c = Vector512.Load((uint*)(w + k));
-                Vector512<float> l = Low(c), u = High(c);
-                var a = Vector512.Create(act[k]);
-                lo0 = Vector512.FusedMultiplyAdd(a, l, lo0);
-                hi0 = Vector512.FusedMultiplyAdd(a, u, hi0);
-                a = Vector512.Create(act[f + k]);
-                lo1 = Vector512.FusedMultiplyAdd(a, l, lo1);
-                hi1 = Vector512.FusedMultiplyAdd(a, u, hi1);
-                a = Vector512.Create(act[2 * f + k]);
-                lo2 = Vector512.FusedMultiplyAdd(a, l, lo2);
-                hi2 = Vector512.FusedMultiplyAdd(a, u, hi2);
-                a = Vector512.Create(act[3 * f + k]);
-                lo3 = Vector512.FusedMultiplyAdd(a, l, lo3);
-                hi3 = Vector512.FusedMultiplyAdd(a, u, hi3);
-                a = Vector512.Create(act[4 * f + k]);
-                lo4 = Vector512.FusedMultiplyAdd(a, l, lo4);
-                hi4 = Vector512.FusedMultiplyAdd(a, u, hi4);
-                a = Vector512.Create(act[5 * f + k]);
-                lo5 = Vector512.FusedMultiplyAdd(a, l, lo5);
-                hi5 = Vector512.FusedMultiplyAdd(a, u, hi5);
-                a = Vector512.Create(act[6 * f + k]);
-                lo6 = Vector512.FusedMultiplyAdd(a, l, lo6);
-                hi6 = Vector512.FusedMultiplyAdd(a, u, hi6);
-                a = Vector512.Create(act[7 * f + k]);
-                lo7 = Vector512.FusedMultiplyAdd(a, l, lo7);
-                hi7 = Vector512.FusedMultiplyAdd(a, u, hi7);
-            }
-            float* at = y + tile * ChunkShorts;
-            lo0.Store(at); hi0.Store(at + Lanes);
-            lo1.Store(at + h); hi1.Store(at + h + Lanes);
-            lo2.Store(at + 2 * h); hi2.Store(at + 2 * h + Lanes);
-            lo3.Store(at + 3 * h); hi3.Store(at + 3 * h + Lanes);
-            lo4.Store(at + 4 * h); hi4.Store(at + 4 * h + Lanes);
-            lo5.Store(at + 5 * h); hi5.Store(at + 5 * h + Lanes);
-            lo6.Store(at + 6 * h); hi6.Store(at + 6 * h + Lanes);
-            lo7.Store(at + 7 * h); hi7.Store(at + 7 * h + Lanes);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Down1(float* act, float* y)
-    {
-        int f = _ffn;
-        for (int tile = 0; tile < _hidden / ChunkShorts; tile += 2)
-        {
-            var w0 = (Vector512<uint>*)(_down + (long)tile * f * ChunkShorts);
-            var w1 = w0 + f;
+            var w0 = (Vector512<uint>*)(weights + (long)tile * depth * ChunkShorts);
+            var w1 = w0 + depth;
             Vector512<float> lo0 = default, hi0 = default, lo1 = default, hi1 = default;
-            for (int k = 0; k < f; k++)
+            for (int k = 0; k < depth; k++)
             {
-                var a = Vector512.Create(act[k]);
+                var a = Vector512.Create(x[k]);
                 var c = Vector512.Load((uint*)(w0 + k));
                 lo0 = Vector512.FusedMultiplyAdd(a, Low(c), lo0);
                 hi0 = Vector512.FusedMultiplyAdd(a, High(c), hi0);
@@ -401,77 +211,128 @@ public sealed unsafe class Bf16SwiGluKernel : IDisposable
                 lo1 = Vector512.FusedMultiplyAdd(a, Low(c), lo1);
                 hi1 = Vector512.FusedMultiplyAdd(a, High(c), hi1);
             }
-            float* at = y + tile * ChunkShorts;
-            lo0.Store(at); hi0.Store(at + Lanes);
-            lo1.Store(at + ChunkShorts); hi1.Store(at + ChunkShorts + Lanes);
+            float* at = out0 + tile * tileStep;
+            lo0.Store(at); hi0.Store(at + hiOffset);
+            lo1.Store(at + tileStep); hi1.Store(at + tileStep + hiOffset);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Down2(float* act0, float* act1, float* y0, float* y1)
+    private static void Rows2(ushort* weights, int tiles, int depth, float* x0, float* x1, float* out0, float* out1, int tileStep, int hiOffset)
     {
-        int f = _ffn;
-        for (int tile = 0; tile < _hidden / ChunkShorts; tile += 2)
+        for (int tile = 0; tile < tiles; tile += 2)
         {
-            var w0 = (Vector512<uint>*)(_down + (long)tile * f * ChunkShorts);
-            var w1 = w0 + f;
+            var w0 = (Vector512<uint>*)(weights + (long)tile * depth * ChunkShorts);
+            var w1 = w0 + depth;
             Vector512<float> lo00 = default, hi00 = default, lo01 = default, hi01 = default, lo10 = default, hi10 = default, lo11 = default, hi11 = default;
-            for (int k = 0; k < f; k++)
+            for (int k = 0; k < depth; k++)
             {
-                var a0 = Vector512.Create(act0[k]);
-                var a1 = Vector512.Create(act1[k]);
+                var a0 = Vector512.Create(x0[k]);
+                var a1 = Vector512.Create(x1[k]);
                 var c = Vector512.Load((uint*)(w0 + k));
-                Vector512<float> l = Low(c), u = High(c);
-                lo00 = Vector512.FusedMultiplyAdd(a0, l, lo00);
-                hi00 = Vector512.FusedMultiplyAdd(a0, u, hi00);
-                lo10 = Vector512.FusedMultiplyAdd(a1, l, lo10);
-                hi10 = Vector512.FusedMultiplyAdd(a1, u, hi10);
+                Vector512<float> lo = Low(c), hi = High(c);
+                lo00 = Vector512.FusedMultiplyAdd(a0, lo, lo00);
+                hi00 = Vector512.FusedMultiplyAdd(a0, hi, hi00);
+                lo10 = Vector512.FusedMultiplyAdd(a1, lo, lo10);
+                hi10 = Vector512.FusedMultiplyAdd(a1, hi, hi10);
                 c = Vector512.Load((uint*)(w1 + k));
-                l = Low(c);
-                u = High(c);
-                lo01 = Vector512.FusedMultiplyAdd(a0, l, lo01);
-                hi01 = Vector512.FusedMultiplyAdd(a0, u, hi01);
-                lo11 = Vector512.FusedMultiplyAdd(a1, l, lo11);
-                hi11 = Vector512.FusedMultiplyAdd(a1, u, hi11);
+                lo = Low(c);
+                hi = High(c);
+                lo01 = Vector512.FusedMultiplyAdd(a0, lo, lo01);
+                hi01 = Vector512.FusedMultiplyAdd(a0, hi, hi01);
+                lo11 = Vector512.FusedMultiplyAdd(a1, lo, lo11);
+                hi11 = Vector512.FusedMultiplyAdd(a1, hi, hi11);
             }
-            int at = tile * ChunkShorts;
-            lo00.Store(y0 + at); hi00.Store(y0 + at + Lanes);
-            lo01.Store(y0 + at + ChunkShorts); hi01.Store(y0 + at + ChunkShorts + Lanes);
-            lo10.Store(y1 + at); hi10.Store(y1 + at + Lanes);
-            lo11.Store(y1 + at + ChunkShorts); hi11.Store(y1 + at + ChunkShorts + Lanes);
+            int at = tile * tileStep;
+            lo00.Store(out0 + at); hi00.Store(out0 + at + hiOffset);
+            lo01.Store(out0 + at + tileStep); hi01.Store(out0 + at + tileStep + hiOffset);
+            lo10.Store(out1 + at); hi10.Store(out1 + at + hiOffset);
+            lo11.Store(out1 + at + tileStep); hi11.Store(out1 + at + tileStep + hiOffset);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Down4(float* act, float* y0, float* y1, float* y2, float* y3)
+    private static void Rows4(ushort* weights, int tiles, int depth, float* x0, float* x1, float* x2, float* x3,
+        float* out0, float* out1, float* out2, float* out3, int tileStep, int hiOffset)
     {
-        int f = _ffn;
-        for (int tile = 0; tile < _hidden / ChunkShorts; tile++)
+        for (int tile = 0; tile < tiles; tile++)
         {
-            var w = (Vector512<uint>*)(_down + (long)tile * f * ChunkShorts);
+            var w = (Vector512<uint>*)(weights + (long)tile * depth * ChunkShorts);
             Vector512<float> lo0 = default, hi0 = default, lo1 = default, hi1 = default, lo2 = default, hi2 = default, lo3 = default, hi3 = default;
-            for (int k = 0; k < f; k++)
+            for (int k = 0; k < depth; k++)
             {
                 var c = Vector512.Load((uint*)(w + k));
-                Vector512<float> l = Low(c), u = High(c);
-                var a = Vector512.Create(act[k]);
-                lo0 = Vector512.FusedMultiplyAdd(a, l, lo0);
-                hi0 = Vector512.FusedMultiplyAdd(a, u, hi0);
-                a = Vector512.Create(act[f + k]);
-                lo1 = Vector512.FusedMultiplyAdd(a, l, lo1);
-                hi1 = Vector512.FusedMultiplyAdd(a, u, hi1);
-                a = Vector512.Create(act[2 * f + k]);
-                lo2 = Vector512.FusedMultiplyAdd(a, l, lo2);
-                hi2 = Vector512.FusedMultiplyAdd(a, u, hi2);
-                a = Vector512.Create(act[3 * f + k]);
-                lo3 = Vector512.FusedMultiplyAdd(a, l, lo3);
-                hi3 = Vector512.FusedMultiplyAdd(a, u, hi3);
+                Vector512<float> lo = Low(c), hi = High(c);
+                var a = Vector512.Create(x0[k]);
+                lo0 = Vector512.FusedMultiplyAdd(a, lo, lo0);
+                hi0 = Vector512.FusedMultiplyAdd(a, hi, hi0);
+                a = Vector512.Create(x1[k]);
+                lo1 = Vector512.FusedMultiplyAdd(a, lo, lo1);
+                hi1 = Vector512.FusedMultiplyAdd(a, hi, hi1);
+                a = Vector512.Create(x2[k]);
+                lo2 = Vector512.FusedMultiplyAdd(a, lo, lo2);
+                hi2 = Vector512.FusedMultiplyAdd(a, hi, hi2);
+                a = Vector512.Create(x3[k]);
+                lo3 = Vector512.FusedMultiplyAdd(a, lo, lo3);
+                hi3 = Vector512.FusedMultiplyAdd(a, hi, hi3);
             }
-            int at = tile * ChunkShorts;
-            lo0.Store(y0 + at); hi0.Store(y0 + at + Lanes);
-            lo1.Store(y1 + at); hi1.Store(y1 + at + Lanes);
-            lo2.Store(y2 + at); hi2.Store(y2 + at + Lanes);
-            lo3.Store(y3 + at); hi3.Store(y3 + at + Lanes);
+            int at = tile * tileStep;
+            lo0.Store(out0 + at); hi0.Store(out0 + at + hiOffset);
+            lo1.Store(out1 + at); hi1.Store(out1 + at + hiOffset);
+            lo2.Store(out2 + at); hi2.Store(out2 + at + hiOffset);
+            lo3.Store(out3 + at); hi3.Store(out3 + at + hiOffset);
+        }
+    }
+
+    /// <param name="x">[8, depth] rows, row stride <paramref name="xStride"/>.</param>
+    /// <param name="output">Row r's outputs from output + r x <paramref name="outStride"/>.</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Rows8(ushort* weights, int tiles, int depth, float* x, int xStride, float* output, int outStride, int tileStep, int hiOffset)
+    {
+        for (int tile = 0; tile < tiles; tile++)
+        {
+            var w = (Vector512<uint>*)(weights + (long)tile * depth * ChunkShorts);
+            Vector512<float> lo0 = default, hi0 = default, lo1 = default, hi1 = default, lo2 = default, hi2 = default, lo3 = default, hi3 = default;
+            Vector512<float> lo4 = default, hi4 = default, lo5 = default, hi5 = default, lo6 = default, hi6 = default, lo7 = default, hi7 = default;
+            for (int k = 0; k < depth; k++)
+            {
+                var c = Vector512.Load((uint*)(w + k));
+                Vector512<float> lo = Low(c), hi = High(c);
+                float* column = x + k;
+                var a = Vector512.Create(column[0]);
+                lo0 = Vector512.FusedMultiplyAdd(a, lo, lo0);
+                hi0 = Vector512.FusedMultiplyAdd(a, hi, hi0);
+                a = Vector512.Create(column[xStride]);
+                lo1 = Vector512.FusedMultiplyAdd(a, lo, lo1);
+                hi1 = Vector512.FusedMultiplyAdd(a, hi, hi1);
+                a = Vector512.Create(column[2 * xStride]);
+                lo2 = Vector512.FusedMultiplyAdd(a, lo, lo2);
+                hi2 = Vector512.FusedMultiplyAdd(a, hi, hi2);
+                a = Vector512.Create(column[3 * xStride]);
+                lo3 = Vector512.FusedMultiplyAdd(a, lo, lo3);
+                hi3 = Vector512.FusedMultiplyAdd(a, hi, hi3);
+                a = Vector512.Create(column[4 * xStride]);
+                lo4 = Vector512.FusedMultiplyAdd(a, lo, lo4);
+                hi4 = Vector512.FusedMultiplyAdd(a, hi, hi4);
+                a = Vector512.Create(column[5 * xStride]);
+                lo5 = Vector512.FusedMultiplyAdd(a, lo, lo5);
+                hi5 = Vector512.FusedMultiplyAdd(a, hi, hi5);
+                a = Vector512.Create(column[6 * xStride]);
+                lo6 = Vector512.FusedMultiplyAdd(a, lo, lo6);
+                hi6 = Vector512.FusedMultiplyAdd(a, hi, hi6);
+                a = Vector512.Create(column[7 * xStride]);
+                lo7 = Vector512.FusedMultiplyAdd(a, lo, lo7);
+                hi7 = Vector512.FusedMultiplyAdd(a, hi, hi7);
+            }
+            float* at = output + tile * tileStep;
+            lo0.Store(at); hi0.Store(at + hiOffset);
+            lo1.Store(at + outStride); hi1.Store(at + outStride + hiOffset);
+            lo2.Store(at + 2 * outStride); hi2.Store(at + 2 * outStride + hiOffset);
+            lo3.Store(at + 3 * outStride); hi3.Store(at + 3 * outStride + hiOffset);
+            lo4.Store(at + 4 * outStride); hi4.Store(at + 4 * outStride + hiOffset);
+            lo5.Store(at + 5 * outStride); hi5.Store(at + 5 * outStride + hiOffset);
+            lo6.Store(at + 6 * outStride); hi6.Store(at + 6 * outStride + hiOffset);
+            lo7.Store(at + 7 * outStride); hi7.Store(at + 7 * outStride + hiOffset);
         }
     }
 
