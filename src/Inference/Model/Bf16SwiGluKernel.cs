@@ -6,7 +6,8 @@ namespace MoeServe.Inference.Model;
 
 /// <summary>
 /// The SwiGLU experts of one layer on the CPU, float32 arithmetic on weights held as bfloat16, in one managed call per
-/// expert: gate and up products, SiLU(gate) x up, and the down product, reading each weight once per four rows.
+/// expert: gate and up products, SiLU(gate) x up, and the down product, reading each weight once per block of 8, 4, 2
+/// or 1 rows.
 /// </summary>
 /// <remarks>
 /// <para>Why not FBGEMM's float16 products (<see cref="HalfPackedGemm"/>): with the few rows per expert of batched
