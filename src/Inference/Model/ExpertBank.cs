@@ -1,3 +1,4 @@
+using MoeServe.Routing;
 using MoeServe.Inference.Parallel;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -83,15 +84,8 @@ public sealed class ExpertBank : IDisposable
     {
         using var scope = NewDisposeScope();
         int f = (int)down.shape[1], h = (int)down.shape[0];
-        var gateUpBits = Bfloat16Bits(gateUp);
-        return new Bf16SwiGluKernel(gateUpBits.AsSpan(0, f * h), gateUpBits.AsSpan(f * h), Bfloat16Bits(down), h, f);
-    }
-
-    /// <returns>The bfloat16 bit patterns of <paramref name="weight"/>'s elements, row-major.</returns>
-    private static ushort[] Bfloat16Bits(Tensor weight)
-    {
-        using var bits = weight.to(ScalarType.BFloat16).contiguous();
-        return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bits.bytes).ToArray();
+        var gateUpBits = gateUp.to(ScalarType.BFloat16).ToHostArray<ushort>(); // bit patterns, row-major
+        return new Bf16SwiGluKernel(gateUpBits.AsSpan(0, f * h), gateUpBits.AsSpan(f * h), down.to(ScalarType.BFloat16).ToHostArray<ushort>(), h, f);
     }
 
     public int Count { get; }
