@@ -263,6 +263,8 @@ public static unsafe class PagedDecodeAttention
         /// of 100 and 800 positions, 4 layers). With the block prefetching, a layer's attention for 8 sequences took
         /// 34.7-37.4 µs against 56.5-66.0 before both at 100 positions with cold caches (23.1-24.1 against 26.1-26.4 warm),
         /// and 361-371 against 539-549 at 800 (234-254 against 354-376 warm): one thread, medians, two alternating runs.</summary>
+        /// <param name="output">[2, d] float32: the pair's partial sums, added to in place.</param>
+        /// <param name="scores">[2, n] float32 softmax numerators of the pair (row stride <paramref name="n"/>).</param>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a kernel: optimised from its first call, not after tiering
         private void WeightedValuesPairs512(float* output, int h, long[] slots, int start, int count, int n, float* scores)
         {
