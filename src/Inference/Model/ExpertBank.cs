@@ -137,10 +137,10 @@ public sealed class ExpertBank : IDisposable
         if (_managed is not null)
         {
             var output = torch.empty_like(inputs); // [N, H]
-            RunManaged(inputs, counts, FirstRows(counts), Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).ToList(), output);
+            RunManaged(inputs, counts, FirstRows(counts), ExpertsWithRows(counts), output);
             return output;
         }
-        if (_packedDown is not null) return RunPacked(inputs, counts, FirstRows(counts), Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).ToList());
+        if (_packedDown is not null) return RunPacked(inputs, counts, FirstRows(counts), ExpertsWithRows(counts));
         var outputs = new List<Tensor>(counts.Length);
         long offset = 0;
         for (int e = 0; e < counts.Length; e++)
@@ -162,7 +162,7 @@ public sealed class ExpertBank : IDisposable
         var offsets = FirstRows(counts);
         var groups = Enumerable.Range(0, threads.Count).Select(_ => new List<int>()).ToArray();
         var rows = new long[threads.Count];
-        foreach (int e in Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).OrderByDescending(e => counts[e]))
+        foreach (int e in ExpertsWithRows(counts).OrderByDescending(e => counts[e]))
         {
             int least = Array.IndexOf(rows, rows.Min());
             groups[least].Add(e);
@@ -231,6 +231,9 @@ public sealed class ExpertBank : IDisposable
         }
         finally { System.Buffers.ArrayPool<float>.Shared.Return(scratch); }
     }
+
+    /// <returns>The experts with at least one row, in index order.</returns>
+    private static List<int> ExpertsWithRows(long[] counts) => Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).ToList();
 
     /// <returns>[E] the first row of each expert's run in rows sorted by expert.</returns>
     private static long[] FirstRows(long[] counts)
