@@ -74,11 +74,14 @@ public static unsafe class PagedDecodeAttention
 
         private int Blocks(long[] of) => (of.Length + blockSize - 1) / blockSize;
 
+        /// <summary>The sequence's blocks (m): its key blocks are read units 0..m-1, its value blocks m..2m-1.</summary>
+        public int KeyBlocks => Blocks(slots);
+
         /// <summary>Requests read unit <paramref name="unit"/>: key blocks 0..m-1, value blocks m..2m-1, then the
         /// next sequence's key blocks; beyond those, nothing.</summary>
         public void Prefetch(int unit)
         {
-            int m = Blocks(slots);
+            int m = KeyBlocks;
             if (unit < m) Lines(keys, slots, unit);
             else if (unit < 2 * m) Lines(values, slots, unit - m);
             else if (nextSlots is not null && unit - 2 * m < Blocks(nextSlots)) Lines(keys, nextSlots, unit - 2 * m);
@@ -124,19 +127,18 @@ public static unsafe class PagedDecodeAttention
             var fetch = new BlockFetch(keys, values, kvHeads * d, blockSize, slots, nextSlots);
             for (int unit = 0; unit < BlockFetch.Ahead; unit++) fetch.Prefetch(unit);
             // Row h * group + g of the scores holds query head h * group + g; ScoresAvx writes a group's rows with stride n.
-            int blocks = 0;
-            for (int start = 0; start < n; start += blockSize, blocks++)
+            for (int start = 0; start < n; start += blockSize)
             {
-                fetch.Prefetch(blocks + BlockFetch.Ahead);
+                fetch.Prefetch(start / blockSize + BlockFetch.Ahead);
                 int count = Math.Min(blockSize, n - start);
                 for (int h = 0; h < kvHeads; h++) ScoresAvx(q + h * group * d, h, slots, start, count, n, scores + h * group * n);
             }
             Span<float> sums = stackalloc float[heads];
             ExpRows(scores, n, sums);
             new Span<float>(output, heads * d).Clear();
-            for (int start = 0, block = 0; start < n; start += blockSize, block++)
+            for (int start = 0; start < n; start += blockSize)
             {
-                fetch.Prefetch(blocks + block + BlockFetch.Ahead);
+                fetch.Prefetch(fetch.KeyBlocks + start / blockSize + BlockFetch.Ahead);
                 int count = Math.Min(blockSize, n - start);
                 for (int h = 0; h < kvHeads; h++)
                     if (PairsIn512) WeightedValuesPairs512(output + h * group * d, h, slots, start, count, n, scores + h * group * n);
