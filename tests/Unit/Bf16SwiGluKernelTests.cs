@@ -1,4 +1,5 @@
 using MoeServe.Inference.Model;
+using MoeServe.Routing;
 using TorchSharp;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
@@ -22,8 +23,8 @@ public class Bf16SwiGluKernelTests(ITestOutputHelper output)
 
     private static ushort[] Bits(Tensor weight)
     {
-        using var bits = weight.to(ScalarType.BFloat16).contiguous();
-        return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bits.bytes).ToArray();
+        using var bits = weight.to(ScalarType.BFloat16);
+        return bits.ToHostArray<ushort>();
     }
 
     /// <summary>SwiGLU in float64: [n, H] -> [n, H], with libtorch's float64 SiLU.</summary>
